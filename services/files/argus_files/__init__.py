@@ -1,0 +1,1 @@
+"""Argus files service."""

@@ -1,0 +1,1 @@
+"""Argus tenant-api service."""
