@@ -1,0 +1,89 @@
+"""asyncpg pools per service role, and the tenant transaction that scopes RLS to one org."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import asyncpg
+
+SESSION_SETTINGS = {
+    "statement_timeout": "10s",
+    "lock_timeout": "5s",
+    "idle_in_transaction_session_timeout": "30s",
+}
+
+SET_TENANT = "select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)"
+
+
+def connect_kwargs(database_url: str, user: str, password: str) -> dict[str, object]:
+    """Host, port and database from the URL; the role and password are the caller's."""
+    parts = urlsplit(database_url)
+    return {
+        "host": parts.hostname,
+        "port": parts.port or 5432,
+        "database": parts.path.lstrip("/") or "postgres",
+        "user": user,
+        "password": password,
+    }
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(
+    database_url: str,
+    user: str,
+    password: str,
+    *,
+    schema: str | None = None,
+    application_name: str = "argus",
+    min_size: int = 1,
+    max_size: int = 10,
+) -> asyncpg.Pool:
+    settings = dict(SESSION_SETTINGS, application_name=application_name)
+    if schema:
+        settings["search_path"] = schema
+    pool = await asyncpg.create_pool(
+        **connect_kwargs(database_url, user, password),  # type: ignore[arg-type]
+        min_size=min_size,
+        max_size=max_size,
+        server_settings=settings,
+        init=_init_connection,
+        timeout=10,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(
+    database_url: str, user: str, password: str, **kwargs: object
+) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        **connect_kwargs(database_url, user, password),  # type: ignore[arg-type]
+        server_settings=SESSION_SETTINGS,
+        timeout=10,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@asynccontextmanager
+async def tenant_tx(
+    pool: asyncpg.Pool, org_id: UUID | str | None, user_id: UUID | str | None = None
+) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction whose first statement sets `app.org_id` and `app.user_id` locally.
+
+    With no org the setting is empty and every RLS policy fails closed (zero rows).
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(SET_TENANT, _text(org_id), _text(user_id))
+        yield conn
+
+
+def _text(value: UUID | str | None) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,237 @@
+"""Settings from the environment, with secrets from files (`ARGUS_X_FILE`) or values (`ARGUS_X`).
+
+Every problem is a `ConfigError` whose message is one line naming the setting, so that start-up
+can print it and exit without a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+SERVICES: tuple[str, ...] = ("auth", "tenant-api", "audit", "webhooks", "files")
+OWNER_ROLE = "argus_owner"
+ENVIRONMENTS = ("dev", "test", "prod")
+
+_KID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line and names it."""
+
+
+def schema_of(service: str) -> str:
+    """The PostgreSQL schema a service owns: `tenant-api` -> `tenant_api`."""
+    return service.replace("-", "_")
+
+
+def role_of(service: str) -> str:
+    """The runtime PostgreSQL role of a service: `tenant-api` -> `argus_tenant_api`."""
+    return f"argus_{schema_of(service)}"
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Symmetric keys by `kid`; the first is current (used to sign/seal), the rest still verify."""
+
+    keys: Mapping[str, bytes]
+    current: str
+
+    @classmethod
+    def parse(cls, text: str, name: str, min_bytes: int = 32) -> KeyRing:
+        """Parse lines `kid:base64url(key)`; blank lines and `#` comments are ignored."""
+        keys: dict[str, bytes] = {}
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            kid, sep, encoded = line.partition(":")
+            if not sep or not _KID_RE.match(kid):
+                raise ConfigError(f"{name}: line {number} is not 'kid:base64url-key'")
+            try:
+                key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except ValueError:
+                raise ConfigError(f"{name}: line {number}: key is not base64url") from None
+            if len(key) < min_bytes:
+                raise ConfigError(f"{name}: key '{kid}' is shorter than {min_bytes} bytes")
+            if kid in keys:
+                raise ConfigError(f"{name}: kid '{kid}' appears twice")
+            keys[kid] = key
+        if not keys:
+            raise ConfigError(f"{name}: no keys found")
+        return cls(keys=keys, current=next(iter(keys)))
+
+    @property
+    def current_key(self) -> bytes:
+        return self.keys[self.current]
+
+    def __repr__(self) -> str:  # never show key material
+        return f"KeyRing(kids={list(self.keys)}, current={self.current!r})"
+
+
+def format_keyring(keys: Mapping[str, bytes]) -> str:
+    return "".join(
+        f"{kid}:{base64.urlsafe_b64encode(key).decode().rstrip('=')}\n" for kid, key in keys.items()
+    )
+
+
+class Env:
+    """Reads `ARGUS_*` variables; every error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.environ.get(name)
+        return default if value is None or value == "" else value
+
+    def required(self, name: str) -> str:
+        value = self.str(name)
+        if value is None:
+            raise ConfigError(f"{name} is not set")
+        return value
+
+    def int(self, name: str, default: int, low: int = 0, high: int = 2**31) -> int:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: '{raw}' is not an integer") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}: {value} is outside {low}..{high}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: '{raw}' is not a boolean")
+
+    def secret(self, name: str, required: bool = True) -> str | None:
+        """`NAME` or the contents of the file named by `NAME_FILE` (trailing newline removed)."""
+        path = self.str(f"{name}_FILE")
+        if path is not None:
+            try:
+                value = Path(path).read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+            if not value:
+                raise ConfigError(f"{name}_FILE: {path} is empty")
+            return value
+        value = self.str(name)
+        if value is None and required:
+            raise ConfigError(f"{name}_FILE is not set (nor {name}): the secret is required")
+        return value
+
+    def keyring(self, name: str, required: bool = True) -> KeyRing | None:
+        text = self.secret(name, required)
+        return None if text is None else KeyRing.parse(text, name)
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{name}: '{_without_password(url)}' is not a {schemes[0]}:// URL")
+    return url
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _networks(
+    name: str, raw: str | None
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if not raw:
+        return ()
+    try:
+        return tuple(ipaddress.ip_network(item.strip()) for item in raw.split(",") if item.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one service process needs. Built by `Settings.from_env(service)`."""
+
+    service: str
+    env: str
+    host: str
+    port: int
+    database_url: str
+    db_password: str = field(repr=False)
+    db_owner_password: str | None = field(repr=False)
+    nats_url: str
+    xut_keys: KeyRing = field(repr=False)
+    migrate_on_start: bool = True
+    log_level: str = "INFO"
+    max_body_bytes: int = 1_048_576
+    cors_origin: str | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    otlp_endpoint: str | None = None
+    rate_limit_ip_per_minute: int = 600
+    rate_limit_org_per_minute: int = 6000
+    rate_limit_key_per_minute: int = 1200
+    shutdown_timeout: float = 8.0
+
+    @property
+    def schema(self) -> str:
+        return schema_of(self.service)
+
+    @property
+    def db_role(self) -> str:
+        return role_of(self.service)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "prod"
+
+    @classmethod
+    def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> Settings:
+        if service not in SERVICES:
+            raise ConfigError(f"unknown service '{service}' (one of {', '.join(SERVICES)})")
+        env = Env(environ)
+        mode = env.str("ARGUS_ENV", "dev") or "dev"
+        if mode not in ENVIRONMENTS:
+            raise ConfigError(f"ARGUS_ENV: '{mode}' is not one of {', '.join(ENVIRONMENTS)}")
+        migrate = env.bool("ARGUS_MIGRATE_ON_START", True)
+        xut_keys = env.keyring("ARGUS_XUT_KEYS")
+        assert xut_keys is not None
+        return cls(
+            service=service,
+            env=mode,
+            host=env.str("ARGUS_HOST", "127.0.0.1") or "127.0.0.1",
+            port=env.int("ARGUS_PORT", 8000, 0, 65535),
+            database_url=_check_url(
+                "ARGUS_DATABASE_URL", env.required("ARGUS_DATABASE_URL"), ("postgresql", "postgres")
+            ),
+            db_password=env.secret("ARGUS_DB_PASSWORD") or "",
+            db_owner_password=env.secret("ARGUS_DB_OWNER_PASSWORD", required=migrate),
+            nats_url=_check_url("ARGUS_NATS_URL", env.required("ARGUS_NATS_URL"), ("nats", "tls")),
+            xut_keys=xut_keys,
+            migrate_on_start=migrate,
+            log_level=(env.str("ARGUS_LOG_LEVEL", "INFO") or "INFO").upper(),
+            max_body_bytes=env.int("ARGUS_MAX_BODY_BYTES", 1_048_576, 1024, 2**40),
+            cors_origin=env.str("ARGUS_CORS_ORIGIN"),
+            trusted_proxies=_networks("ARGUS_TRUSTED_PROXIES", env.str("ARGUS_TRUSTED_PROXIES")),
+            otlp_endpoint=env.str("ARGUS_OTLP_ENDPOINT"),
+            rate_limit_ip_per_minute=env.int("ARGUS_RATE_LIMIT_IP_PER_MINUTE", 600, 1),
+            rate_limit_org_per_minute=env.int("ARGUS_RATE_LIMIT_ORG_PER_MINUTE", 6000, 1),
+            rate_limit_key_per_minute=env.int("ARGUS_RATE_LIMIT_KEY_PER_MINUTE", 1200, 1),
+            shutdown_timeout=float(env.int("ARGUS_SHUTDOWN_TIMEOUT", 8, 1, 300)),
+        )
