@@ -41,7 +41,7 @@ def load_dir(directory: Path, prefix: str = "") -> list[Migration]:
 
 
 def service_migrations_dir(package: str) -> Path:
-    """`services/<name>/migrations` in a checkout, or `<package>/migrations` in a wheel."""
+    """`<package>/migrations` in a wheel, or `services/<name>/migrations` in a checkout."""
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise MigrationError(f"package {package} is not installed")

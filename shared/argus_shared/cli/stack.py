@@ -1,0 +1,50 @@
+"""What a running suite is made of: where its secrets live, and each service's environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from argus_shared.devsecrets import DevSecrets, password_file
+from argus_shared.settings import SERVICES
+
+DEFAULT_SERVICE_PORTS: Mapping[str, int] = {
+    service: 8101 + index for index, service in enumerate(SERVICES)
+}
+# The gateway routes /<prefix>/... to a service, stripping the prefix.
+GATEWAY_PREFIXES: Mapping[str, str] = {
+    "auth": "auth",
+    "tenant": "tenant-api",
+    "audit": "audit",
+    "webhooks": "webhooks",
+    "files": "files",
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    secrets: DevSecrets
+    database_url: str  # host, port and database; each role brings its own password
+    nats_url: str
+    service_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
+    env: str = "dev"
+    host: str = "127.0.0.1"
+
+    def service_url(self, service: str) -> str:
+        return f"http://{self.host}:{self.service_ports[service]}"
+
+    def service_environment(self, service: str) -> dict[str, str]:
+        """The ARGUS_* variables a service process runs with; secrets as *_FILE paths."""
+        files = self.secrets.path
+        return {
+            "ARGUS_ENV": self.env,
+            "ARGUS_HOST": self.host,
+            "ARGUS_PORT": str(self.service_ports[service]),
+            "ARGUS_DATABASE_URL": self.database_url,
+            "ARGUS_NATS_URL": self.nats_url,
+            "ARGUS_DB_PASSWORD_FILE": str(files(password_file(service))),
+            "ARGUS_DB_OWNER_PASSWORD_FILE": str(files("db-owner-password")),
+            "ARGUS_XUT_KEYS_FILE": str(files("xut-keys")),
+            "ARGUS_MASTER_KEYS_FILE": str(files("master-keys")),
+            "ARGUS_TRUSTED_PROXIES": "127.0.0.1/32",
+        }
