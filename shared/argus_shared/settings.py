@@ -6,7 +6,6 @@ can print it and exit without a traceback.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import os
 import re
@@ -14,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from argus_shared import b64
 
 SERVICES: tuple[str, ...] = ("auth", "tenant-api", "audit", "webhooks", "files")
 OWNER_ROLE = "argus_owner"
@@ -55,7 +56,7 @@ class KeyRing:
             if not sep or not _KID_RE.match(kid):
                 raise ConfigError(f"{name}: line {number} is not 'kid:base64url-key'")
             try:
-                key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                key = b64.decode(encoded)
             except ValueError:
                 raise ConfigError(f"{name}: line {number}: key is not base64url") from None
             if len(key) < min_bytes:
@@ -76,9 +77,7 @@ class KeyRing:
 
 
 def format_keyring(keys: Mapping[str, bytes]) -> str:
-    return "".join(
-        f"{kid}:{base64.urlsafe_b64encode(key).decode().rstrip('=')}\n" for kid, key in keys.items()
-    )
+    return "".join(f"{kid}:{b64.encode(key)}\n" for kid, key in keys.items())
 
 
 class Env:

@@ -10,7 +10,6 @@ in constant time and uses only the identity inside the token.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from argus_shared import b64
 from argus_shared.settings import KeyRing
 
 HEADER = "X-User-Token"
@@ -70,14 +70,6 @@ _encode = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder(Claims)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
@@ -109,8 +101,8 @@ def sign(
         scopes=list(identity.scopes),
         bh=None if body is None else body_hash(body),
     )
-    signing_input = f"{VERSION}.{keys.current}.{_b64(_encode.encode(claims))}"
-    return f"{signing_input}.{_b64(_mac(keys.current_key, signing_input))}"
+    signing_input = f"{VERSION}.{keys.current}.{b64.encode(_encode.encode(claims))}"
+    return f"{signing_input}.{b64.encode(_mac(keys.current_key, signing_input))}"
 
 
 def verify(
@@ -137,13 +129,13 @@ def verify(
     if key is None:
         raise TokenError("unknown_kid")
     try:
-        given = _unb64(signature)
+        given = b64.decode(signature)
     except ValueError:
         raise TokenError("malformed") from None
     if not hmac.compare_digest(given, _mac(key, f"{VERSION}.{kid}.{payload}")):
         raise TokenError("bad_signature")
     try:
-        claims = _decode.decode(_unb64(payload))
+        claims = _decode.decode(b64.decode(payload))
     except (ValueError, msgspec.DecodeError):
         raise TokenError("malformed") from None
     _check_claims(claims, audience, issuers, body, time.time() if now is None else now)
