@@ -31,7 +31,7 @@ class EmbeddedError(Exception):
     """An embedded server could not be started; the message is one line."""
 
 
-def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Ask the kernel to signal this child when its parent dies, so nothing is left behind."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
@@ -220,7 +220,8 @@ class EmbeddedPostgres:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: _die_with_parent(signal.SIGQUIT),
+            start_new_session=True,
+            preexec_fn=lambda: die_with_parent(signal.SIGQUIT),
             **self._run_kwargs(),  # type: ignore[call-overload]
         )
         log.close()
@@ -292,7 +293,8 @@ class EmbeddedNats:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.close()
         wait_for_port(self.port, self.proc, "embedded NATS", timeout)

@@ -1,1 +1,14 @@
-def main() -> None: ...
+"""`python -m argus_files` / `argus-files`: run the files service with settings from the environment."""
+
+from __future__ import annotations
+
+from argus_shared.runner import run_service
+from argus_files.app import SERVICE, create_app
+
+
+def main() -> None:
+    run_service(SERVICE, create_app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,1 +1,14 @@
-def main() -> None: ...
+"""`python -m argus_webhooks` / `argus-webhooks`: run the webhooks service with settings from the environment."""
+
+from __future__ import annotations
+
+from argus_shared.runner import run_service
+from argus_webhooks.app import SERVICE, create_app
+
+
+def main() -> None:
+    run_service(SERVICE, create_app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,1 +1,104 @@
-def main() -> None: ...
+"""The `argus` command: `up`, `migrate` and `keys`.
+
+Every failure is one line on stderr and a non-zero exit (2: bad configuration or usage,
+1: something it depends on is unavailable), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from argus_shared.cli import up
+from argus_shared.cli.infra import Infrastructure, migrate_all
+from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
+from argus_shared.embedded import EmbeddedError
+from argus_shared.migrate import MigrationError
+from argus_shared.runner import StartupError
+from argus_shared.settings import ConfigError, Env
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = Env()
+    parser = argparse.ArgumentParser(prog="argus", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(env.str("ARGUS_DATA_DIR", ".argus") or ".argus"),
+        help="where embedded servers, dev secrets and logs live (ARGUS_DATA_DIR; .argus)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("up", help="run the whole suite on this machine")
+    run.add_argument("--port", type=int, default=env.int("ARGUS_GATEWAY_PORT", 8080, 1, 65535),
+                     help="gateway port (ARGUS_GATEWAY_PORT; 8080)")
+    run.add_argument("--service-port-base", type=int,
+                     default=env.int("ARGUS_SERVICE_PORT_BASE", 8101, 1, 65530),
+                     help="first of five service ports (ARGUS_SERVICE_PORT_BASE; 8101)")
+    _infra_ports(run, env)
+    mig = commands.add_parser("migrate", help="create roles and schemas, apply migrations")
+    _infra_ports(mig, env)
+    keys = commands.add_parser("keys", help="development secrets under <data-dir>/secrets")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    key_commands.add_parser("init", help="create any missing secret (never overwrites)")
+    key_commands.add_parser("list", help="list key rings and their key ids (never the keys)")
+    rotate = key_commands.add_parser("rotate", help="put a new current key first in a key ring")
+    rotate.add_argument("ring", choices=KEYRINGS)
+    return parser
+
+
+def _infra_ports(parser: argparse.ArgumentParser, env: Env) -> None:
+    parser.add_argument("--pg-port", type=int, default=env.int("ARGUS_PG_PORT", 55432, 1, 65535),
+                        help="embedded PostgreSQL port (ARGUS_PG_PORT; 55432)")
+    parser.add_argument("--nats-port", type=int,
+                        default=env.int("ARGUS_NATS_PORT", 54222, 1, 65535),
+                        help="embedded NATS port (ARGUS_NATS_PORT; 54222)")
+
+
+def _keys(args: argparse.Namespace) -> None:
+    store = ensure_dev_secrets(args.data_dir / "secrets")
+    if args.action == "rotate":
+        kid = rotate_keyring(store, args.ring)
+        print(f"{args.ring}: new current key {kid}; restart the services to use it")
+    elif args.action == "list":
+        for ring in KEYRINGS:
+            kids = list(store.keyring(ring).keys)
+            print(f"{ring}: current {kids[0]}" + (f", also {', '.join(kids[1:])}" if kids[1:] else ""))
+    else:
+        print(f"secrets in {store.directory}")
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    infra = Infrastructure.from_env(args.data_dir, args.pg_port, args.nats_port, need_nats=False)
+    try:
+        applied = asyncio.run(migrate_all(infra))
+    finally:
+        infra.stop()
+    for service, names in applied.items():
+        print(f"{service}: " + (", ".join(names) if names else "up to date"))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "keys":
+            _keys(args)
+        elif args.command == "migrate":
+            _migrate(args)
+        else:
+            up.run(args)
+    except (ConfigError, EmbeddedError) as exc:
+        _fail(str(exc), 2)
+    except (StartupError, MigrationError) as exc:
+        _fail(str(exc), 1)
+    except (OSError, asyncpg.PostgresError) as exc:
+        _fail(f"{type(exc).__name__}: {exc}".splitlines()[0], 1)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"argus: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)

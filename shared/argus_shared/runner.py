@@ -1,0 +1,212 @@
+"""The one service runner used by all five services.
+
+`service_app` wires what every service shares around its route table: migrations at boot (as the
+owner role, under the migration lock), the runtime-role pool, NATS and the event stream, the
+outbox relay, and `/readyz` checks of the database and NATS. `run_service` is each process's
+entry point: settings, logging, tracing, serve, and on SIGTERM/SIGINT stop accepting, drain
+in-flight requests, then close. Every start-up failure is one line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiohttp import web
+
+from argus_shared import db, xut
+from argus_shared.logs import setup_logging
+from argus_shared.migrate import MigrationError, migrate, migrations_for
+from argus_shared.nats import NatsUnavailable, connect, ensure_stream
+from argus_shared.outbox import Relay
+from argus_shared.routing import Route
+from argus_shared.settings import OWNER_ROLE, ConfigError, Settings
+from argus_shared.tracing import setup_tracing, tracing_middleware
+from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY, build_app
+
+log = logging.getLogger("argus.runner")
+READY_TIMEOUT = 2.0
+
+
+class StartupError(Exception):
+    """The service cannot start; the message is one line."""
+
+
+def package_of(service: str) -> str:
+    return "argus_" + service.replace("-", "_")
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or ''}".rstrip(":")
+
+
+async def _migrate(settings: Settings) -> None:
+    assert settings.db_owner_password is not None
+    try:
+        conn = await db.connect(settings.database_url, OWNER_ROLE, settings.db_owner_password)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise StartupError(
+            f"cannot reach PostgreSQL at {_where(settings.database_url)} as {OWNER_ROLE}: "
+            f"{_reason(exc)}"
+        ) from None
+    try:
+        applied = await migrate(conn, settings.schema, migrations_for(package_of(settings.service)))
+    except MigrationError as exc:
+        raise StartupError(str(exc)) from None
+    finally:
+        await conn.close()
+    if applied:
+        log.info("migrations applied", extra={"applied": applied})
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    if settings.migrate_on_start:
+        await _migrate(settings)
+    try:
+        pool = await db.create_pool(
+            settings.database_url, settings.db_role, settings.db_password,
+            schema=settings.schema, application_name=f"argus-{settings.service}",
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise StartupError(
+            f"cannot reach PostgreSQL at {_where(settings.database_url)} as {settings.db_role}: "
+            f"{_reason(exc)}"
+        ) from None
+    app[POOL_KEY] = pool
+    yield
+    await pool.close()
+
+
+async def _nats(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    try:
+        nc = await connect(settings.nats_url, f"argus-{settings.service}")
+    except NatsUnavailable as exc:
+        raise StartupError(str(exc)) from None
+    await ensure_stream(nc.jetstream())
+    app[NATS_KEY] = nc
+    yield
+    with contextlib.suppress(Exception):
+        await nc.drain()
+
+
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    relay = Relay(
+        app[POOL_KEY], app[NATS_KEY].jetstream(), service=settings.service, keys=settings.xut_keys
+    )
+    await relay.start()
+    yield
+    await relay.stop()
+
+
+async def _database_ready(app: web.Application) -> None:
+    async with app[POOL_KEY].acquire() as conn:
+        await conn.fetchval("select 1")
+
+
+async def _nats_ready(app: web.Application) -> None:
+    nc = app[NATS_KEY]
+    if not nc.is_connected:
+        raise ConnectionError("NATS is not connected")
+    await nc.flush(timeout=READY_TIMEOUT)
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """Echo the verified X-User-Token identity: a diagnostic for service-to-service calls."""
+    claims: xut.Claims = request["xut"]
+    return web.json_response(
+        {"sub": claims.sub, "org": claims.org, "role": claims.role, "iss": claims.iss,
+         "request_id": claims.rid}
+    )
+
+
+def standard_routes() -> list[Route]:
+    return [
+        Route("GET", "/internal/whoami", whoami, "The verified X-User-Token identity",
+              auth="service", tags=("internal",)),
+    ]
+
+
+def service_app(
+    settings: Settings,
+    routes: Sequence[Route],
+    *,
+    title: str,
+    cleanup_ctx: Sequence[Callable[[web.Application], AsyncIterator[None]]] = (),
+) -> web.Application:
+    """A service's application: its routes plus everything every service shares."""
+    app: web.Application
+    app = build_app(
+        settings,
+        [*routes, *standard_routes()],
+        title=title,
+        ready_checks={
+            "database": lambda: _database_ready(app),
+            "nats": lambda: _nats_ready(app),
+        },
+        middlewares=[tracing_middleware()],
+    )
+    app.cleanup_ctx.extend([_database, _nats, _relay, *cleanup_ctx])
+    return app
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print(f"argus: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+async def _serve(app: web.Application, settings: Settings) -> None:
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout, access_log=None
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+            ) from None
+        log.info("serving", extra={"host": settings.host, "port": settings.port})
+        await stop.wait()
+        log.info("stopping: draining in-flight requests")
+    finally:
+        await runner.cleanup()
+
+
+def run_service(
+    service: str, create_app: Callable[[Settings], web.Application]
+) -> NoReturn:
+    try:
+        settings = Settings.from_env(service)
+    except ConfigError as exc:
+        fail(str(exc))
+    setup_logging(service, settings.log_level)
+    setup_tracing(service, settings.otlp_endpoint)
+    try:
+        asyncio.run(_serve(create_app(settings), settings))
+    except StartupError as exc:
+        fail(f"{service}: {exc}", 1)
+    except KeyboardInterrupt:
+        pass
+    raise SystemExit(0)
