@@ -1,9 +1,9 @@
-"""`python -m argus_audit` / `argus-audit`: run the audit service with settings from the environment."""
+"""Run the audit service (`python -m` or its console script), settings from the environment."""
 
 from __future__ import annotations
 
-from argus_shared.runner import run_service
 from argus_audit.app import SERVICE, create_app
+from argus_shared.runner import run_service
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
-"""`python -m argus_auth` / `argus-auth`: run the auth service with settings from the environment."""
+"""Run the auth service (`python -m` or its console script), settings from the environment."""
 
 from __future__ import annotations
 
-from argus_shared.runner import run_service
 from argus_auth.app import SERVICE, create_app
+from argus_shared.runner import run_service
 
 
 def main() -> None:

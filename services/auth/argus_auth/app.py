@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from argus_auth.routes import ROUTES
 from argus_shared.runner import service_app
 from argus_shared.settings import Settings
-from argus_auth.routes import ROUTES
 
 SERVICE = "auth"
 

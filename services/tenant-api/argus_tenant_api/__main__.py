@@ -1,4 +1,4 @@
-"""`python -m argus_tenant_api` / `argus-tenant-api`: run the tenant-api service with settings from the environment."""
+"""Run the tenant-api service (`python -m` or its console script), settings from the environment."""
 
 from __future__ import annotations
 

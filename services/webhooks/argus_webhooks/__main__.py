@@ -1,4 +1,4 @@
-"""`python -m argus_webhooks` / `argus-webhooks`: run the webhooks service with settings from the environment."""
+"""Run the webhooks service (`python -m` or its console script), settings from the environment."""
 
 from __future__ import annotations
 

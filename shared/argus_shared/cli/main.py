@@ -65,7 +65,8 @@ def _keys(args: argparse.Namespace) -> None:
     elif args.action == "list":
         for ring in KEYRINGS:
             kids = list(store.keyring(ring).keys)
-            print(f"{ring}: current {kids[0]}" + (f", also {', '.join(kids[1:])}" if kids[1:] else ""))
+            also = f", also {', '.join(kids[1:])}" if kids[1:] else ""
+            print(f"{ring}: current {kids[0]}{also}")
     else:
         print(f"secrets in {store.directory}")
 

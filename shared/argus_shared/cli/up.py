@@ -95,7 +95,9 @@ async def _wait_ready(stack: Stack, child: Child) -> None:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.2)
-    raise StartupError(f"{child.service} not ready within {READY_TIMEOUT:.0f}s: {child.last_line()}")
+    raise StartupError(
+        f"{child.service} not ready within {READY_TIMEOUT:.0f}s: {child.last_line()}"
+    )
 
 
 async def _stop_children(children: list[Child]) -> None:
@@ -131,7 +133,7 @@ def _banner(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) ->
 
 
 async def _supervise(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) -> None:
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,84 @@
+"""The event envelope every service emits and consumes (DESIGN.md, Events)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+STREAM = "ARGUS_EVENTS"
+SUBJECT_PREFIX = "argus.events"
+EVENTS_AUDIENCE = "argus.events"
+USER_AGENT_MAX = 500
+
+
+class Actor(msgspec.Struct, forbid_unknown_fields=True):
+    type: str  # user, api_key, service, system
+    id: str
+
+
+class Resource(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    id: str
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
+    id: str
+    type: str
+    actor: Actor
+    resource: Resource
+    occurred_at: str
+    org_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+def new_event(
+    type: str,
+    *,
+    actor: Actor,
+    resource: Resource,
+    org_id: uuid.UUID | str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    request_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    return Event(
+        id=str(uuid.uuid4()),
+        type=type,
+        actor=actor,
+        resource=resource,
+        occurred_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+        org_id=None if org_id is None else str(org_id),
+        ip=ip,
+        user_agent=None if user_agent is None else user_agent[:USER_AGENT_MAX],
+        request_id=request_id,
+        data=data or {},
+    )
+
+
+def subject_for(service: str, event_type: str) -> str:
+    return f"{SUBJECT_PREFIX}.{service}.{event_type}"
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(raw: bytes) -> Event:
+    """Raises `msgspec.DecodeError`/`ValidationError` for a malformed envelope."""
+    event = _decoder.decode(raw)
+    uuid.UUID(event.id)
+    if event.org_id is not None:
+        uuid.UUID(event.org_id)
+    datetime.fromisoformat(event.occurred_at)
+    return event

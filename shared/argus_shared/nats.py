@@ -1,0 +1,177 @@
+"""NATS: a connection that reconnects forever once up, the `ARGUS_EVENTS` stream, and
+request-reply whose every message carries an `X-User-Token` bound to its body."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from argus_shared import tracing, xut
+from argus_shared.events import STREAM, SUBJECT_PREFIX
+from argus_shared.settings import KeyRing
+
+log = logging.getLogger("argus.nats")
+CONNECT_TIMEOUT = 5.0
+STREAM_MAX_AGE = 7 * 24 * 3600
+DUPLICATE_WINDOW = 2 * 60
+RPC_PREFIX = "argus.rpc"
+
+
+class NatsUnavailable(Exception):
+    """NATS cannot be reached; the message is one line."""
+
+
+class RpcError(Exception):
+    """A request-reply call failed: `status` follows HTTP (404, 401, 503, ...)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+async def connect(url: str, name: str) -> Client:
+    """Connect once (fail fast, one clear error), then reconnect forever on loss."""
+    nc = Client()
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", extra={"error": str(exc)[:200]})
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    where = urlsplit(url).netloc.rpartition("@")[2]
+    try:
+        await asyncio.wait_for(
+            nc.connect(
+                servers=[url], name=name, connect_timeout=2, allow_reconnect=False,
+                error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+                max_reconnect_attempts=0,
+            ),
+            CONNECT_TIMEOUT,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise NatsUnavailable(f"cannot reach NATS at {where}: {_reason(exc)}") from None
+    # now that it is up, keep it up: reconnect without limit
+    nc.options["allow_reconnect"] = True
+    nc.options["max_reconnect_attempts"] = -1
+    nc.options["reconnect_time_wait"] = 1
+    return nc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def stream_config() -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=[f"{SUBJECT_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=STREAM_MAX_AGE,
+        duplicate_window=DUPLICATE_WINDOW,
+    )
+
+
+async def ensure_stream(js: JetStreamContext) -> None:
+    """Create `ARGUS_EVENTS` if missing; several services may race to do it."""
+    try:
+        await js.stream_info(STREAM)
+        return
+    except nats.js.errors.NotFoundError:
+        pass
+    try:
+        await js.add_stream(stream_config())
+    except BadRequestError:
+        await js.stream_info(STREAM)  # created by another service meanwhile
+
+
+def rpc_subject(service: str, method: str) -> str:
+    return f"{RPC_PREFIX}.{service}.{method}"
+
+
+async def request(
+    nc: Client,
+    keys: KeyRing,
+    *,
+    issuer: str,
+    service: str,
+    method: str,
+    payload: Any,
+    identity: xut.Identity,
+    wait_seconds: float = 2.0,
+) -> Any:
+    """Call `argus.rpc.<service>.<method>` as `identity`; returns the decoded `result`."""
+    body = msgspec.json.encode(payload)
+    headers = {
+        xut.HEADER: xut.sign(keys, identity, issuer=issuer, audience=service, body=body)
+    }
+    tracing.inject(headers)
+    try:
+        reply = await nc.request(rpc_subject(service, method), body, timeout=wait_seconds,
+                                 headers=headers)
+    except NoRespondersError:
+        raise RpcError(503, f"no {service} service is answering {method}") from None
+    except NatsTimeout:
+        raise RpcError(504, f"{service} did not answer {method} in {wait_seconds} s") from None
+    answer = msgspec.json.decode(reply.data)
+    if "error" in answer:
+        error = answer["error"]
+        raise RpcError(int(error.get("status", 500)), str(error.get("detail", "")))
+    return answer.get("result")
+
+
+RpcHandler = Callable[[xut.Claims, Any], Awaitable[Any]]
+
+
+async def serve(
+    nc: Client, keys: KeyRing, *, service: str, method: str, handler: RpcHandler
+) -> Any:
+    """Answer `argus.rpc.<service>.<method>` (queue group per service): the X-User-Token must
+    be addressed to `service` and bound to the request body; errors go back as {"error": ...}."""
+
+    async def on_message(msg: Msg) -> None:
+        try:
+            claims = _verify(keys, service, msg)
+            result = await handler(claims, msgspec.json.decode(msg.data) if msg.data else None)
+            reply: dict[str, Any] = {"result": result}
+        except RpcError as exc:
+            reply = {"error": {"status": exc.status, "detail": exc.detail}}
+        except msgspec.DecodeError:
+            reply = {"error": {"status": 400, "detail": "malformed request"}}
+        except Exception:
+            log.exception("rpc handler failed", extra={"subject": msg.subject})
+            reply = {"error": {"status": 500, "detail": "internal error"}}
+        if msg.reply:
+            await msg.respond(msgspec.json.encode(reply))
+
+    return await nc.subscribe(rpc_subject(service, method), queue=service, cb=on_message)
+
+
+def _verify(keys: KeyRing, service: str, msg: Msg) -> xut.Claims:
+    token = (msg.headers or {}).get(xut.HEADER)
+    if not token:
+        raise RpcError(401, "an X-User-Token is required")
+    try:
+        return xut.verify(keys, token, audience=service, body=msg.data)
+    except xut.TokenError as exc:
+        log.warning("x-user-token refused", extra={"reason": exc.reason, "subject": msg.subject})
+        raise RpcError(401, f"X-User-Token refused: {exc.reason}") from None

@@ -1,0 +1,73 @@
+"""A service's route table: one `Route` per endpoint, which also feeds `/openapi.json`, the
+metrics route labels, authentication and the cross-service isolation suite."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AuthMode = Literal["public", "service", "user"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """`auth`: `public` (no identity), `service` (a verified X-User-Token is required; its
+    claims are in `request["xut"]`), or `user` (an end-user credential, checked by the
+    service's own authenticator). `roles`/`scopes` narrow who may call it; `body`, `query` and
+    `response` are msgspec types for validation and the OpenAPI document."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    auth: AuthMode = "user"
+    tags: Sequence[str] = ()
+    body: type[Any] | None = None
+    query: type[Any] | None = None
+    response: type[Any] | None = None
+    status: int = 200
+    roles: Sequence[str] = ()
+    scopes: Sequence[str] = ()
+    rate_limit_per_minute: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def takes_id(self) -> bool:
+        return "{" in self.path
+
+
+ROUTE_KEY = "argus_route"
+
+
+def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
+    for route in routes:
+        resource = app.router.add_resource(route.path)
+        resource.add_route(route.method, _tagged(route))
+
+
+def _tagged(route: Route) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await route.handler(request)
+
+    handler.__name__ = getattr(route.handler, "__name__", "handler")
+    handler.argus_route = route  # type: ignore[attr-defined]
+    return handler
+
+
+def route_of(request: web.Request) -> Route | None:
+    match = request.match_info
+    handler = getattr(match, "handler", None)
+    return getattr(handler, "argus_route", None)
+
+
+def template_of(request: web.Request) -> str:
+    """The route template (`/orgs/{org_id}`), never the raw path, so labels stay bounded."""
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None or getattr(request.match_info, "http_exception", None) is not None:
+        return "unmatched"
+    return resource.canonical

@@ -1,0 +1,276 @@
+"""`build_app`: the middleware stack and standard endpoints every service shares.
+
+Middlewares, outermost first: request context (request id, access log, security headers, CORS),
+metrics, any extra ones (tracing), problem+json errors, rate limits, X-User-Token check. Standard
+endpoints: `/healthz` (the process is alive), `/readyz` (its dependencies answer), `/metrics`
+and `/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from nats.aio.client import Client as NatsClient
+
+from argus_shared import xut
+from argus_shared.errors import Problem, problem_middleware
+from argus_shared.logs import request_id_var
+from argus_shared.metrics import METRICS_KEY, Metrics, metrics_handler, metrics_middleware
+from argus_shared.openapi import build_openapi
+from argus_shared.ratelimit import RateLimiter
+from argus_shared.routing import Route, add_routes, route_of
+from argus_shared.settings import Settings
+from argus_shared.validation import MAX_BODY_KEY
+
+access_log = logging.getLogger("argus.access")
+log = logging.getLogger("argus.web")
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+POOL_KEY = web.AppKey("pool", asyncpg.Pool)
+NATS_KEY = web.AppKey("nats", NatsClient)
+LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
+READY_KEY = web.AppKey("ready_checks", dict)
+ROUTES_KEY = web.AppKey("routes", list)
+OPENAPI_KEY = web.AppKey("openapi", dict)
+
+PROBES = frozenset({"/healthz", "/readyz"})
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+READY_TIMEOUT = 2.0
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Content-Security-Policy": API_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+
+ReadyCheck = Callable[[], Awaitable[Any]]
+
+
+def request_id_of(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+
+
+def client_ip(request: web.Request, trusted: Sequence[Any]) -> str:
+    """The peer address, or the right-most untrusted X-Forwarded-For hop behind trusted proxies."""
+    peer = request.remote or ""
+    if not trusted or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            return hop if _is_ip(hop) else peer
+    return peer
+
+
+def _in(address: str, networks: Sequence[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    settings = request.app[SETTINGS_KEY]
+    rid = request_id_of(request)
+    request["request_id"] = rid
+    request["client_ip"] = client_ip(request, settings.trusted_proxies)
+    token = request_id_var.set(rid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        if request.method == "OPTIONS" and settings.cors_origin:
+            response: web.StreamResponse = _preflight(request, settings.cors_origin)
+        else:
+            response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        _decorate(request, exc, rid, settings.cors_origin)
+        raise
+    finally:
+        if request.path not in PROBES:
+            access_log.info(
+                "request",
+                extra={
+                    "method": request.method, "path": request.path, "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client_ip": request["client_ip"],
+                    "user_agent": request.headers.get("User-Agent", "")[:200],
+                },
+            )
+        request_id_var.reset(token)
+
+
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    _decorate(request, response, request.get("request_id"), request.app[SETTINGS_KEY].cors_origin)
+
+
+def _decorate(
+    request: web.Request, response: web.StreamResponse, rid: str | None, origin: str | None
+) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if rid:
+        response.headers["X-Request-Id"] = rid
+    if origin and request.headers.get("Origin") == origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Vary"] = "Origin"
+
+
+def _preflight(request: web.Request, origin: str) -> web.StreamResponse:
+    if request.headers.get("Origin") != origin:
+        raise Problem(403, "origin not allowed")
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": CORS_METHODS,
+            "Access-Control-Allow-Headers": CORS_HEADERS,
+            "Access-Control-Max-Age": "600",
+        },
+    )
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    route = route_of(request)
+    if route is not None and request.path not in PROBES and route.tags != ("operations",):
+        settings = request.app[SETTINGS_KEY]
+        limit = route.rate_limit_per_minute or settings.rate_limit_ip_per_minute
+        scope = f"{route.method} {route.path}" if route.rate_limit_per_minute else "*"
+        request.app[LIMITER_KEY].hit(f"ip:{request['client_ip']}:{scope}", limit)
+    return await handler(request)
+
+
+def limit_principal(request: web.Request, org: str | None, api_key: str | None) -> None:
+    """Count a request against its org and API key; called once the caller is known."""
+    settings = request.app[SETTINGS_KEY]
+    limiter = request.app[LIMITER_KEY]
+    if org:
+        limiter.hit(f"org:{org}", settings.rate_limit_org_per_minute)
+    if api_key:
+        limiter.hit(f"key:{api_key}", settings.rate_limit_key_per_minute)
+
+
+@web.middleware
+async def xut_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Routes marked `auth="service"` need a valid X-User-Token addressed to this service."""
+    route = route_of(request)
+    if route is not None and route.auth == "service":
+        request["xut"] = verify_request_token(request)
+        claims: xut.Claims = request["xut"]
+        limit_principal(
+            request, claims.org, claims.principal_id if claims.principal_type == "api_key" else None
+        )
+    return await handler(request)
+
+
+def verify_request_token(request: web.Request) -> xut.Claims:
+    settings = request.app[SETTINGS_KEY]
+    token = request.headers.get(xut.HEADER)
+    if not token:
+        raise Problem(401, "an X-User-Token is required", title="Unauthenticated")
+    try:
+        return xut.verify(settings.xut_keys, token, audience=settings.service)
+    except xut.TokenError as exc:
+        log.warning(
+            "x-user-token refused",
+            extra={"reason": exc.reason, "path": request.path, "client_ip": request["client_ip"]},
+        )
+        raise Problem(401, f"X-User-Token refused: {exc.reason}", title="Unauthenticated") from None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: Mapping[str, ReadyCheck] = request.app[READY_KEY]
+    results = await asyncio.gather(*(_run_check(check) for check in checks.values()))
+    report = dict(zip(checks, results, strict=True))
+    ready = all(result == "ok" for result in results)
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", "checks": report},
+        status=200 if ready else 503,
+    )
+
+
+async def _run_check(check: ReadyCheck) -> str:
+    try:
+        await asyncio.wait_for(check(), READY_TIMEOUT)
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        return f"failed: {type(exc).__name__}"
+    return "ok"
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_KEY])
+
+
+def standard_endpoints() -> list[Route]:
+    return [
+        Route("GET", "/healthz", healthz, "Liveness: the process serves requests", auth="public",
+              tags=("operations",)),
+        Route("GET", "/readyz", readyz, "Readiness: database and NATS answer", auth="public",
+              tags=("operations",)),
+        Route("GET", "/metrics", metrics_handler, "Prometheus metrics", auth="public",
+              tags=("operations",)),
+        Route("GET", "/openapi.json", openapi_handler, "This document", auth="public",
+              tags=("operations",)),
+    ]
+
+
+def build_app(
+    settings: Settings,
+    routes: Sequence[Route],
+    *,
+    title: str,
+    ready_checks: Mapping[str, ReadyCheck] | None = None,
+    middlewares: Sequence[Any] = (),
+) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            context_middleware, metrics_middleware, *middlewares, problem_middleware,
+            ratelimit_middleware, xut_middleware,
+        ],
+        client_max_size=settings.max_body_bytes,
+        handler_args={"max_field_size": 16384},
+    )
+    all_routes = [*standard_endpoints(), *routes]
+    app[SETTINGS_KEY] = settings
+    app[MAX_BODY_KEY] = settings.max_body_bytes
+    app[METRICS_KEY] = Metrics.create(settings.service)
+    app[LIMITER_KEY] = RateLimiter()
+    app[READY_KEY] = dict(ready_checks or {})
+    app[ROUTES_KEY] = all_routes
+    app[OPENAPI_KEY] = build_openapi(title, settings.service, all_routes)
+    add_routes(app, all_routes)
+    app.on_response_prepare.append(_on_prepare)
+    return app
