@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from argus_shared.cli.stack import Stack
+from argus_shared.settings import Settings
 from support.infra import Infra, start_infra
 
 
@@ -36,3 +38,19 @@ async def admin(infra: Infra, database_url: str) -> AsyncIterator[asyncpg.Connec
 @pytest.fixture
 def owner_password(infra: Infra) -> str:
     return infra.secrets.read("db-owner-password")
+
+
+@pytest.fixture(scope="session")
+def stack(infra: Infra, database_url: str) -> Stack:
+    """The environment a real deployment would give each service, on free ports."""
+    return infra.stack(database_url, env="test")
+
+
+@pytest.fixture(scope="session")
+def settings_for(stack: Stack) -> Callable[..., Settings]:
+    """`settings_for("auth", ARGUS_X="...")`: a service's Settings as it would read them."""
+
+    def make(service: str, **overrides: str) -> Settings:
+        return Settings.from_env(service, {**stack.service_environment(service), **overrides})
+
+    return make
