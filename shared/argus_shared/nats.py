@@ -45,28 +45,36 @@ class RpcError(Exception):
 async def connect(url: str, name: str) -> Client:
     """Connect once (fail fast, one clear error), then reconnect forever on loss."""
     nc = Client()
+    failures: list[BaseException] = []
 
     async def on_error(exc: Exception) -> None:
+        if not nc.is_connected and not failures_done.is_set():
+            failures.append(exc)  # reported once, as one line, if the first connect fails
+            return
         log.warning("nats error", extra={"error": str(exc)[:200]})
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        if not (nc.is_closed or nc.is_draining):
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
+    failures_done = asyncio.Event()
     where = urlsplit(url).netloc.rpartition("@")[2]
     try:
         await asyncio.wait_for(
             nc.connect(
                 servers=[url], name=name, connect_timeout=2, allow_reconnect=False,
                 error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
-                max_reconnect_attempts=0,
+                max_reconnect_attempts=1, reconnect_time_wait=0.2,  # first connect: one retry
             ),
             CONNECT_TIMEOUT,
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise NatsUnavailable(f"cannot reach NATS at {where}: {_reason(exc)}") from None
+        cause = failures[-1] if failures else exc
+        raise NatsUnavailable(f"cannot reach NATS at {where}: {_reason(cause)}") from None
+    failures_done.set()
     # now that it is up, keep it up: reconnect without limit
     nc.options["allow_reconnect"] = True
     nc.options["max_reconnect_attempts"] = -1

@@ -22,6 +22,7 @@ import asyncpg
 from aiohttp import web
 
 from argus_shared import db, xut
+from argus_shared.embedded import port_free
 from argus_shared.logs import setup_logging
 from argus_shared.migrate import MigrationError, migrate, migrations_for
 from argus_shared.nats import NatsUnavailable, connect, ensure_stream
@@ -178,6 +179,8 @@ async def _serve(app: web.Application, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if settings.port and not port_free(settings.port, settings.host):
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: already in use")
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
