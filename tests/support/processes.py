@@ -1,4 +1,4 @@
-"""Real processes for tests: start one with an environment, wait for it, stop it, read its output."""
+"""Real processes for tests: start one with an environment, wait for it, stop it, read output."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class Proc:
     @classmethod
     def start(cls, argv: list[str], env: dict[str, str], log_path: Path) -> Proc:
         log = log_path.open("wb")
-        popen = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        popen = subprocess.Popen(
             argv, env={**base_environ(), **env}, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -60,7 +60,7 @@ class Proc:
 
 def run_to_exit(argv: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
     """Run a command to its end; (exit code, stdout + stderr)."""
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         argv, env={**base_environ(), **env}, capture_output=True, timeout=timeout, check=False,
         stdin=subprocess.DEVNULL,
     )
