@@ -10,6 +10,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from argus_shared.request import REQUEST_ID
+
 log = logging.getLogger("argus.errors")
 PROBLEM_TYPE = "application/problem+json"
 _json = msgspec.json.Encoder()
@@ -52,7 +54,7 @@ def NotFound(detail: str = "not found") -> Problem:
 
 def problem_response(problem: Problem, request: web.Request | None = None) -> web.Response:
     body = problem.body()
-    if request is not None and (rid := request.get("request_id")):
+    if request is not None and (rid := request.get(REQUEST_ID)):
         body["request_id"] = rid
     return web.Response(
         status=problem.status,

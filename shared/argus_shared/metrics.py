@@ -6,9 +6,7 @@ register their own metrics on `app[METRICS_KEY].registry`.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -18,8 +16,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-
-from argus_shared.routing import template_of
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -45,26 +41,13 @@ class Metrics:
             ),
         )
 
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        labels = (method, route, str(status))
+        self.requests.labels(*labels).inc()
+        self.duration.labels(*labels).observe(seconds)
+
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics = request.app[METRICS_KEY]
-        labels = (request.method, template_of(request), str(status))
-        metrics.requests.labels(*labels).inc()
-        metrics.duration.labels(*labels).observe(time.perf_counter() - started)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ AuthMode = Literal["public", "service", "user"]
 @dataclass(frozen=True)
 class Route:
     """`auth`: `public` (no identity), `service` (a verified X-User-Token is required; its
-    claims are in `request["xut"]`), or `user` (an end-user credential, checked by the
+    claims are in `request[XUT_CLAIMS]`), or `user` (an end-user credential, checked by the
     service's own authenticator). `roles`/`scopes` narrow who may call it; `body`, `query` and
     `response` are msgspec types for validation and the OpenAPI document."""
 

@@ -21,12 +21,13 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from argus_shared import db, xut
+from argus_shared import db
 from argus_shared.embedded import port_free
 from argus_shared.logs import setup_logging
 from argus_shared.migrate import MigrationError, migrate, migrations_for
 from argus_shared.nats import NatsUnavailable, connect, ensure_stream
 from argus_shared.outbox import Relay
+from argus_shared.request import XUT_CLAIMS
 from argus_shared.routing import Route
 from argus_shared.settings import OWNER_ROLE, ConfigError, Settings
 from argus_shared.tracing import setup_tracing, tracing_middleware
@@ -129,7 +130,7 @@ async def _nats_ready(app: web.Application) -> None:
 
 async def whoami(request: web.Request) -> web.Response:
     """Echo the verified X-User-Token identity: a diagnostic for service-to-service calls."""
-    claims: xut.Claims = request["xut"]
+    claims = request[XUT_CLAIMS]
     return web.json_response(
         {"sub": claims.sub, "org": claims.org, "role": claims.role, "iss": claims.iss,
          "request_id": claims.rid}

@@ -1,8 +1,8 @@
 """`build_app`: the middleware stack and standard endpoints every service shares.
 
-Middlewares, outermost first: request context (request id, access log, security headers, CORS),
-metrics, any extra ones (tracing), problem+json errors, rate limits, X-User-Token check. Standard
-endpoints: `/healthz` (the process is alive), `/readyz` (its dependencies answer), `/metrics`
+Middlewares, outermost first: request context (request id, access log, request metrics,
+security headers, CORS), any extra ones (tracing), problem+json errors, rate limits, the
+X-User-Token check. Standard endpoints: `/healthz` (the process is alive), `/readyz` (its dependencies answer), `/metrics`
 and `/openapi.json`.
 """
 
@@ -22,12 +22,13 @@ from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
 from argus_shared import xut
-from argus_shared.errors import Problem, problem_middleware
+from argus_shared.errors import Problem, problem_middleware, problem_response
 from argus_shared.logs import request_id_var
-from argus_shared.metrics import METRICS_KEY, Metrics, metrics_handler, metrics_middleware
+from argus_shared.metrics import METRICS_KEY, Metrics, metrics_handler
 from argus_shared.openapi import build_openapi
 from argus_shared.ratelimit import RateLimiter
-from argus_shared.routing import Route, add_routes, route_of
+from argus_shared.request import CLIENT_IP, REQUEST_ID, XUT_CLAIMS
+from argus_shared.routing import Route, add_routes, route_of, template_of
 from argus_shared.settings import Settings
 from argus_shared.validation import MAX_BODY_KEY
 
@@ -98,8 +99,8 @@ def _is_ip(value: str) -> bool:
 async def context_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     settings = request.app[SETTINGS_KEY]
     rid = request_id_of(request)
-    request["request_id"] = rid
-    request["client_ip"] = client_ip(request, settings.trusted_proxies)
+    request[REQUEST_ID] = rid
+    request[CLIENT_IP] = client_ip(request, settings.trusted_proxies)
     token = request_id_var.set(rid)
     started = time.perf_counter()
     status = 500
@@ -115,13 +116,15 @@ async def context_middleware(request: web.Request, handler: Any) -> web.StreamRe
         _decorate(request, exc, rid, settings.cors_origin)
         raise
     finally:
+        elapsed = time.perf_counter() - started
+        request.app[METRICS_KEY].observe(request.method, template_of(request), status, elapsed)
         if request.path not in PROBES:
             access_log.info(
                 "request",
                 extra={
                     "method": request.method, "path": request.path, "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client_ip": request["client_ip"],
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client_ip": request[CLIENT_IP],
                     "user_agent": request.headers.get("User-Agent", "")[:200],
                 },
             )
@@ -129,7 +132,7 @@ async def context_middleware(request: web.Request, handler: Any) -> web.StreamRe
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    _decorate(request, response, request.get("request_id"), request.app[SETTINGS_KEY].cors_origin)
+    _decorate(request, response, request.get(REQUEST_ID), request.app[SETTINGS_KEY].cors_origin)
 
 
 def _decorate(
@@ -147,7 +150,7 @@ def _decorate(
 
 def _preflight(request: web.Request, origin: str) -> web.StreamResponse:
     if request.headers.get("Origin") != origin:
-        raise Problem(403, "origin not allowed")
+        return problem_response(Problem(403, "origin not allowed"), request)
     return web.Response(
         status=204,
         headers={
@@ -165,7 +168,7 @@ async def ratelimit_middleware(request: web.Request, handler: Any) -> web.Stream
         settings = request.app[SETTINGS_KEY]
         limit = route.rate_limit_per_minute or settings.rate_limit_ip_per_minute
         scope = f"{route.method} {route.path}" if route.rate_limit_per_minute else "*"
-        request.app[LIMITER_KEY].hit(f"ip:{request['client_ip']}:{scope}", limit)
+        request.app[LIMITER_KEY].hit(f"ip:{request[CLIENT_IP]}:{scope}", limit)
     return await handler(request)
 
 
@@ -184,8 +187,7 @@ async def xut_middleware(request: web.Request, handler: Any) -> web.StreamRespon
     """Routes marked `auth="service"` need a valid X-User-Token addressed to this service."""
     route = route_of(request)
     if route is not None and route.auth == "service":
-        request["xut"] = verify_request_token(request)
-        claims: xut.Claims = request["xut"]
+        claims = request[XUT_CLAIMS] = verify_request_token(request)
         limit_principal(
             request, claims.org, claims.principal_id if claims.principal_type == "api_key" else None
         )
@@ -202,7 +204,7 @@ def verify_request_token(request: web.Request) -> xut.Claims:
     except xut.TokenError as exc:
         log.warning(
             "x-user-token refused",
-            extra={"reason": exc.reason, "path": request.path, "client_ip": request["client_ip"]},
+            extra={"reason": exc.reason, "path": request.path, "client_ip": request[CLIENT_IP]},
         )
         raise Problem(401, f"X-User-Token refused: {exc.reason}", title="Unauthenticated") from None
 
@@ -257,7 +259,7 @@ def build_app(
 ) -> web.Application:
     app = web.Application(
         middlewares=[
-            context_middleware, metrics_middleware, *middlewares, problem_middleware,
+            context_middleware, *middlewares, problem_middleware,
             ratelimit_middleware, xut_middleware,
         ],
         client_max_size=settings.max_body_bytes,
