@@ -2,8 +2,8 @@
 
 Middlewares, outermost first: request context (request id, access log, request metrics,
 security headers, CORS), any extra ones (tracing), problem+json errors, rate limits, the
-X-User-Token check. Standard endpoints: `/healthz` (the process is alive), `/readyz` (its dependencies answer), `/metrics`
-and `/openapi.json`.
+X-User-Token check. Standard endpoints: `/healthz` (the process is alive), `/readyz` (its
+dependencies answer), `/metrics` and `/openapi.json`.
 """
 
 from __future__ import annotations
