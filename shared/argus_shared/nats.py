@@ -18,6 +18,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
+from opentelemetry import trace
 
 from argus_shared import tracing, xut
 from argus_shared.events import STREAM, SUBJECT_PREFIX
@@ -157,6 +158,13 @@ async def serve(
     be addressed to `service` and bound to the request body; errors go back as {"error": ...}."""
 
     async def on_message(msg: Msg) -> None:
+        with tracing.tracer("argus.rpc").start_as_current_span(
+            f"rpc {service}.{method}", context=tracing.extract(msg.headers),
+            kind=trace.SpanKind.SERVER,
+        ):
+            await _answer(msg)
+
+    async def _answer(msg: Msg) -> None:
         try:
             claims = _verify(keys, service, msg)
             result = await handler(claims, msgspec.json.decode(msg.data) if msg.data else None)
