@@ -177,6 +177,7 @@ class Settings:
     db_owner_password: str | None = field(repr=False)
     nats_url: str
     xut_keys: KeyRing = field(repr=False)
+    master_keys: KeyRing | None = field(default=None, repr=False)
     migrate_on_start: bool = True
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
@@ -223,6 +224,7 @@ class Settings:
             db_owner_password=env.secret("ARGUS_DB_OWNER_PASSWORD", required=migrate),
             nats_url=_check_url("ARGUS_NATS_URL", env.required("ARGUS_NATS_URL"), ("nats", "tls")),
             xut_keys=xut_keys,
+            master_keys=env.keyring("ARGUS_MASTER_KEYS", required=False),
             migrate_on_start=migrate,
             log_level=(env.str("ARGUS_LOG_LEVEL", "INFO") or "INFO").upper(),
             max_body_bytes=env.int("ARGUS_MAX_BODY_BYTES", 1_048_576, 1024, 2**40),

@@ -22,6 +22,13 @@ from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
 from argus_shared import xut
+from argus_shared.access import (
+    ACCESS_CLAIMS,
+    AccessClaims,
+    AccessVerifier,
+    bearer_token,
+    unauthenticated,
+)
 from argus_shared.errors import Problem, problem_middleware, problem_response
 from argus_shared.logs import request_id_var
 from argus_shared.metrics import METRICS_KEY, Metrics, metrics_handler
@@ -42,6 +49,7 @@ LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
 READY_KEY = web.AppKey("ready_checks", dict)
 ROUTES_KEY = web.AppKey("routes", list)
 OPENAPI_KEY = web.AppKey("openapi", dict)
+ACCESS_KEY = web.AppKey("access_verifier", AccessVerifier)
 
 PROBES = frozenset({"/healthz", "/readyz"})
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -183,15 +191,31 @@ def limit_principal(request: web.Request, org: str | None, api_key: str | None) 
 
 
 @web.middleware
-async def xut_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Routes marked `auth="service"` need a valid X-User-Token addressed to this service."""
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """`auth="service"` routes need a valid X-User-Token addressed to this service; `auth="user"`
+    routes need a valid, unrevoked access token, with one of `route.roles` when it names any."""
     route = route_of(request)
     if route is not None and route.auth == "service":
         claims = request[XUT_CLAIMS] = verify_request_token(request)
         limit_principal(
             request, claims.org, claims.principal_id if claims.principal_type == "api_key" else None
         )
+    elif route is not None and route.auth == "user":
+        access = request[ACCESS_CLAIMS] = await verify_access_token(request)
+        limit_principal(request, access.org, None)
+        if route.roles and access.role not in route.roles:
+            raise Problem(403, f"this needs one of the roles {', '.join(route.roles)} in the org")
     return await handler(request)
+
+
+async def verify_access_token(request: web.Request) -> AccessClaims:
+    verifier = request.app.get(ACCESS_KEY)
+    if verifier is None:
+        raise RuntimeError("a user route needs app[ACCESS_KEY]")
+    token = bearer_token(request)
+    if not token:
+        raise unauthenticated("an access token is required")
+    return await verifier.verify(token)
 
 
 def verify_request_token(request: web.Request) -> xut.Claims:
@@ -260,7 +284,7 @@ def build_app(
     app = web.Application(
         middlewares=[
             context_middleware, *middlewares, problem_middleware,
-            ratelimit_middleware, xut_middleware,
+            ratelimit_middleware, auth_middleware,
         ],
         client_max_size=settings.max_body_bytes,
         handler_args={"max_field_size": 16384},
