@@ -209,6 +209,8 @@ def run_service(
     setup_tracing(service, settings.otlp_endpoint)
     try:
         asyncio.run(_serve(create_app(settings), settings))
+    except ConfigError as exc:
+        fail(str(exc))
     except StartupError as exc:
         fail(f"{service}: {exc}", 1)
     except KeyboardInterrupt:

@@ -2,14 +2,68 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from functools import partial
+
+import aiohttp
 from aiohttp import web
 
-from argus_auth.routes import ROUTES
+from argus_auth import api_keys
+from argus_auth.config import AuthConfig
+from argus_auth.core import Auth
+from argus_auth.mail import MailboxMailer, Mailer, SmtpMailer
+from argus_auth.passwords import BreachCheck, Passwords
+from argus_auth.routes import AUTH_KEY, ROUTES
+from argus_auth.signing import SigningKeys
+from argus_shared.access import AccessVerifier, Revocations
+from argus_shared.nats import serve
 from argus_shared.runner import service_app
-from argus_shared.settings import Settings
+from argus_shared.settings import ConfigError, Settings
+from argus_shared.web import ACCESS_KEY, NATS_KEY, POOL_KEY
 
 SERVICE = "auth"
 
 
-def create_app(settings: Settings) -> web.Application:
-    return service_app(settings, ROUTES, title="Argus auth")
+def mailer_for(config: AuthConfig) -> Mailer:
+    if config.smtp_url:
+        return SmtpMailer(config.smtp_url, config.mail_from)
+    assert config.mailbox_dir is not None
+    return MailboxMailer(config.mailbox_dir, config.mail_from)
+
+
+def create_app(settings: Settings, config: AuthConfig | None = None) -> web.Application:
+    config = config or AuthConfig.from_env()
+    if settings.master_keys is None:
+        raise ConfigError("ARGUS_MASTER_KEYS_FILE is not set (nor ARGUS_MASTER_KEYS)")
+    app = service_app(settings, ROUTES, title="Argus auth",
+                      cleanup_ctx=[partial(_auth_context, settings, config)])
+    return app
+
+
+async def _auth_context(settings: Settings, config: AuthConfig,
+                        app: web.Application) -> AsyncIterator[None]:
+    pool, nc = app[POOL_KEY], app[NATS_KEY]
+    assert settings.master_keys is not None
+    passwords = Passwords(config.argon2_memory_kib, config.argon2_time_cost,
+                          config.argon2_parallelism)
+    signing = SigningKeys(pool, settings.master_keys, config.access_ttl)
+    await signing.load()
+    revocations = Revocations()
+    await revocations.start(nc.jetstream())
+    verifier = AccessVerifier(signing.lookup, issuer=config.issuer, audience=config.audience,
+                              revocations=revocations)
+    async with aiohttp.ClientSession() as http:
+        auth = Auth(
+            pool=pool, config=config, passwords=passwords,
+            breach=BreachCheck(config.hibp_url, config.hibp_timeout), mailer=mailer_for(config),
+            signing=signing, verifier=verifier, master=settings.master_keys,
+            xut_keys=settings.xut_keys, js=nc.jetstream(), nc=nc, http=http,
+        )
+        app[AUTH_KEY] = auth
+        app[ACCESS_KEY] = verifier
+        rpc = await serve(nc, settings.xut_keys, service=SERVICE, method="introspect_api_key",
+                          handler=partial(api_keys.introspect_handler, auth))
+        yield
+        await rpc.unsubscribe()
+    await revocations.stop()
+    passwords.close()

@@ -1,11 +1,364 @@
-"""The auth service's route table: thin handlers that parse, call the domain, respond.
-
-Every service also serves /healthz, /readyz, /metrics, /openapi.json and /internal/whoami
-(argus_shared.runner). The service's own routes arrive with its issue.
-"""
+"""The auth service's route table: thin handlers that parse, call the domain, respond."""
 
 from __future__ import annotations
 
-from argus_shared.routing import Route
+from typing import Any
+from uuid import UUID
 
-ROUTES: list[Route] = []
+import msgspec
+from aiohttp import web
+
+from argus_auth import accounts, api_keys, mfa, orgs, queries, schemas, sessions
+from argus_auth.core import Auth
+from argus_auth.events import Ctx
+from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
+from argus_shared.errors import Problem
+from argus_shared.request import CLIENT_IP, REQUEST_ID
+from argus_shared.routing import Route
+from argus_shared.validation import parse_json
+from argus_shared.web import LIMITER_KEY
+
+AUTH_KEY = web.AppKey("auth", Auth)
+REFRESH_COOKIE = "__Host-argus_refresh"
+ACCOUNT_LIMIT_PER_MINUTE = 20
+SENSITIVE_LIMIT_PER_MINUTE = 30
+ADMIN_ROLES = ("owner", "admin")
+
+
+def auth_of(request: web.Request) -> Auth:
+    return request.app[AUTH_KEY]
+
+
+def ctx_of(request: web.Request) -> Ctx:
+    return Ctx(ip=request.get(CLIENT_IP), user_agent=request.headers.get("User-Agent"),
+               request_id=request.get(REQUEST_ID))
+
+
+def claims_of(request: web.Request) -> AccessClaims:
+    return request[ACCESS_CLAIMS]
+
+
+def limit_account(request: web.Request, account: str) -> None:
+    """Per-account limit on top of the per-IP one every route has."""
+    request.app[LIMITER_KEY].hit(f"account:{account.lower()}", ACCOUNT_LIMIT_PER_MINUTE)
+
+
+def require_step_up(request: web.Request) -> AccessClaims:
+    claims = claims_of(request)
+    if not claims.fresh(auth_of(request).config.step_up_window, auth_of(request).timestamp()):
+        raise Problem(401, "re-authenticate (POST /reauth) and try again within 5 minutes",
+                      title="Step-up required", type="urn:argus:problem:step-up-required")
+    return claims
+
+
+def json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status,
+                        content_type="application/json")
+
+
+def accepted() -> web.Response:
+    return json({"status": "accepted"}, 202)
+
+
+def token_response(request: web.Request, issued: sessions.Issued) -> web.Response:
+    response = json({"access_token": issued.access_token, "token_type": "Bearer",
+                     "expires_in": issued.expires_in, "refresh_token": issued.refresh_token,
+                     "session_id": str(issued.session_id)})
+    secure = auth_of(request).config.secure_cookies
+    response.set_cookie(ACCESS_COOKIE, issued.access_token, max_age=issued.expires_in, path="/",
+                        secure=secure, httponly=True, samesite="Lax")
+    response.set_cookie(REFRESH_COOKIE, issued.refresh_token, path="/", secure=secure,
+                        httponly=True, samesite="Lax",
+                        max_age=auth_of(request).config.refresh_ttl)
+    return response
+
+
+def uuid_param(request: web.Request, name: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise Problem(404, "not found") from None
+
+
+# sign-up, login, tokens -------------------------------------------------------------------------
+
+async def sign_up(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.SignUp)
+    limit_account(request, body.email)
+    await accounts.sign_up(auth_of(request), body.email, body.password, ctx_of(request))
+    return accepted()
+
+
+async def verify_email(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.TokenOnly)
+    await accounts.verify_email(auth_of(request), body.token, ctx_of(request))
+    return json({"status": "verified"})
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.Login)
+    limit_account(request, body.email)
+    result = await accounts.login(auth_of(request), body.email, body.password, ctx_of(request))
+    if isinstance(result, str):
+        return json({"mfa_required": True, "mfa_token": result})
+    return token_response(request, result)
+
+
+async def login_mfa(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.MfaLogin)
+    issued = await mfa.complete_login(auth_of(request), body.mfa_token, body.code,
+                                      body.recovery_code, ctx_of(request))
+    return token_response(request, issued)
+
+
+async def refresh(request: web.Request) -> web.Response:
+    token = request.cookies.get(REFRESH_COOKIE)
+    if request.can_read_body:
+        token = (await parse_json(request, schemas.Refresh)).refresh_token or token
+    if not token:
+        raise Problem(401, "a refresh token is required", title="Unauthenticated")
+    return token_response(request, await sessions.refresh(auth_of(request), token,
+                                                          ctx_of(request)))
+
+
+async def logout(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    await sessions.revoke(auth_of(request), UUID(claims.sub), UUID(claims.sid), ctx_of(request),
+                          "logout")
+    response = web.Response(status=204)
+    response.del_cookie(ACCESS_COOKIE, path="/")
+    response.del_cookie(REFRESH_COOKIE, path="/")
+    return response
+
+
+async def jwks(request: web.Request) -> web.Response:
+    response = json({"keys": auth_of(request).signing.published()})
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    async with auth_of(request).pool.acquire() as conn:
+        account = await queries.user_by_id(conn, UUID(claims.sub))
+        mfa_on = await mfa.enabled(conn, UUID(claims.sub))
+    if account is None:
+        raise Problem(404, "not found")
+    return json({"id": claims.sub, "email": account["email"], "mfa_enabled": mfa_on,
+                 "org": claims.org, "role": claims.role, "session_id": claims.sid})
+
+
+# sessions ---------------------------------------------------------------------------------------
+
+async def list_sessions(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    auth = auth_of(request)
+    async with auth.pool.acquire() as conn:
+        rows = await queries.sessions_of(conn, UUID(claims.sub), auth.now())
+    return json([{"id": str(r["id"]), "created_at": r["created_at"].isoformat(),
+                  "last_used_at": r["last_used_at"].isoformat(), "ip": r["ip"],
+                  "user_agent": r["user_agent"], "current": str(r["id"]) == claims.sid}
+                 for r in rows])
+
+
+async def revoke_session(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    session_id = uuid_param(request, "session_id")
+    if not await sessions.revoke(auth_of(request), UUID(claims.sub), session_id, ctx_of(request),
+                                 "revoked_by_user"):
+        raise Problem(404, "not found")
+    return web.Response(status=204)
+
+
+async def revoke_other_sessions(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    count = await sessions.revoke_all(auth_of(request), UUID(claims.sub), ctx_of(request),
+                                      "revoked_by_user", keep=UUID(claims.sid))
+    return json({"revoked": count})
+
+
+# step-up and MFA --------------------------------------------------------------------------------
+
+async def reauth(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.Reauth)
+    claims = claims_of(request)
+    limit_account(request, claims.sub)
+    token = await orgs.step_up(auth_of(request), claims, body.password, body.code,
+                               ctx_of(request))
+    return json({"access_token": token, "token_type": "Bearer",
+                 "expires_in": auth_of(request).config.access_ttl})
+
+
+async def enrol_totp(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    auth = auth_of(request)
+    async with auth.pool.acquire() as conn:
+        account = await queries.user_by_id(conn, UUID(claims.sub))
+    assert account is not None
+    secret, uri = await mfa.enrol(auth, UUID(claims.sub), account["email"])
+    return json({"secret": secret, "otpauth_uri": uri}, 201)
+
+
+async def confirm_totp(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.CodeOnly)
+    claims = claims_of(request)
+    auth = auth_of(request)
+    codes = await mfa.confirm(auth, UUID(claims.sub), body.code, ctx_of(request))
+    async with auth.pool.acquire() as conn:
+        others = [r for r in await queries.sessions_of(conn, UUID(claims.sub), auth.now())
+                  if str(r["id"]) != claims.sid]
+    return json({"recovery_codes": codes, "other_sessions": len(others),
+                 "end_other_sessions": "POST /sessions/revoke-others"})
+
+
+async def disable_totp(request: web.Request) -> web.Response:
+    claims = require_step_up(request)
+    await mfa.disable(auth_of(request), UUID(claims.sub), ctx_of(request))
+    return json({"status": "disabled", "end_other_sessions": "POST /sessions/revoke-others"})
+
+
+# passwords and email ----------------------------------------------------------------------------
+
+async def forgot_password(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.EmailOnly)
+    limit_account(request, body.email)
+    await accounts.request_reset(auth_of(request), body.email, ctx_of(request))
+    return accepted()
+
+
+async def reset_password(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.ResetPassword)
+    await accounts.reset_password(auth_of(request), body.token, body.new_password,
+                                  ctx_of(request))
+    return json({"status": "reset"})
+
+
+async def change_password(request: web.Request) -> web.Response:
+    claims = require_step_up(request)
+    body = await parse_json(request, schemas.ChangePassword)
+    ended = await accounts.change_password(auth_of(request), UUID(claims.sub), UUID(claims.sid),
+                                           body.new_password, ctx_of(request))
+    return json({"status": "changed", "other_sessions_ended": ended})
+
+
+async def change_email(request: web.Request) -> web.Response:
+    claims = require_step_up(request)
+    body = await parse_json(request, schemas.ChangeEmail)
+    await accounts.request_email_change(auth_of(request), UUID(claims.sub), body.new_email,
+                                        ctx_of(request))
+    return accepted()
+
+
+async def confirm_email(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.TokenOnly)
+    await accounts.confirm_email_change(auth_of(request), body.token, ctx_of(request))
+    return json({"status": "changed"})
+
+
+# orgs -------------------------------------------------------------------------------------------
+
+async def switch_org(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.SwitchOrg)
+    token = await orgs.switch(auth_of(request), claims_of(request), UUID(body.org_id),
+                              ctx_of(request))
+    return json({"access_token": token, "token_type": "Bearer",
+                 "expires_in": auth_of(request).config.access_ttl})
+
+
+# API keys ---------------------------------------------------------------------------------------
+
+def org_scope(request: web.Request) -> tuple[UUID, UUID, UUID]:
+    """(org, project, actor) for a route under /orgs/{org_id}/projects/{project_id}: another
+    org's path is a 404, whatever it holds."""
+    claims = claims_of(request)
+    org_id = uuid_param(request, "org_id")
+    if claims.org is None or UUID(claims.org) != org_id:
+        raise Problem(404, "not found")
+    return org_id, uuid_param(request, "project_id"), UUID(claims.sub)
+
+
+async def create_api_key(request: web.Request) -> web.Response:
+    org_id, project_id, actor = org_scope(request)
+    body = await parse_json(request, schemas.NewApiKey)
+    secret, view = await api_keys.create(auth_of(request), org_id, project_id, actor, body.name,
+                                         body.scopes, body.expires_in_days, ctx_of(request))
+    return json({"key": secret, "api_key": view}, 201)
+
+
+async def list_api_keys(request: web.Request) -> web.Response:
+    org_id, project_id, actor = org_scope(request)
+    return json(await api_keys.list_for_project(auth_of(request), org_id, project_id, actor))
+
+
+async def rotate_api_key(request: web.Request) -> web.Response:
+    org_id, project_id, actor = org_scope(request)
+    body = await parse_json(request, schemas.RotateApiKey)
+    secret, view = await api_keys.rotate(auth_of(request), org_id, project_id,
+                                         uuid_param(request, "key_id"), actor,
+                                         body.overlap_seconds, ctx_of(request))
+    return json({"key": secret, "api_key": view}, 201)
+
+
+async def revoke_api_key(request: web.Request) -> web.Response:
+    org_id, project_id, actor = org_scope(request)
+    await api_keys.revoke(auth_of(request), org_id, project_id, uuid_param(request, "key_id"),
+                          actor, ctx_of(request))
+    return web.Response(status=204)
+
+
+PUBLIC = {"auth": "public", "tags": ("accounts",),
+          "rate_limit_per_minute": SENSITIVE_LIMIT_PER_MINUTE}
+KEYS_PATH = "/orgs/{org_id}/projects/{project_id}/api-keys"
+
+ROUTES: list[Route] = [
+    Route("POST", "/signup", sign_up, "Sign up (answers the same for a known email)",
+          body=schemas.SignUp, response=schemas.Accepted, status=202, **PUBLIC),
+    Route("POST", "/verify-email", verify_email, "Verify an email with its token",
+          body=schemas.TokenOnly, **PUBLIC),
+    Route("POST", "/login", login, "Log in with email and password", body=schemas.Login,
+          response=schemas.Tokens, **PUBLIC),
+    Route("POST", "/login/mfa", login_mfa, "Complete a login with a TOTP or recovery code",
+          body=schemas.MfaLogin, response=schemas.Tokens, **PUBLIC),
+    Route("POST", "/token/refresh", refresh, "Rotate a refresh token for new tokens",
+          body=schemas.Refresh, response=schemas.Tokens, **PUBLIC),
+    Route("POST", "/password/forgot", forgot_password, "Request a password reset email",
+          body=schemas.EmailOnly, response=schemas.Accepted, status=202, **PUBLIC),
+    Route("POST", "/password/reset", reset_password, "Reset a password with its token",
+          body=schemas.ResetPassword, **PUBLIC),
+    Route("POST", "/email/confirm", confirm_email, "Confirm an email change with its token",
+          body=schemas.TokenOnly, **PUBLIC),
+    Route("GET", "/.well-known/jwks.json", jwks, "Public keys of access tokens", auth="public",
+          tags=("tokens",)),
+    Route("GET", "/me", me, "The signed-in user", tags=("accounts",)),
+    Route("POST", "/logout", logout, "End this session", status=204, tags=("sessions",)),
+    Route("GET", "/sessions", list_sessions, "My sessions", tags=("sessions",)),
+    Route("DELETE", "/sessions/{session_id}", revoke_session, "End one of my sessions",
+          status=204, tags=("sessions",)),
+    Route("POST", "/sessions/revoke-others", revoke_other_sessions, "End my other sessions",
+          tags=("sessions",)),
+    Route("POST", "/reauth", reauth, "Step-up: prove the password or a TOTP code again",
+          body=schemas.Reauth, tags=("sessions",)),
+    Route("POST", "/mfa/totp", enrol_totp, "Start TOTP enrolment", status=201,
+          response=schemas.TotpEnrolment, tags=("mfa",)),
+    Route("POST", "/mfa/totp/confirm", confirm_totp, "Confirm TOTP; returns recovery codes once",
+          body=schemas.CodeOnly, response=schemas.RecoveryCodes, tags=("mfa",)),
+    Route("DELETE", "/mfa/totp", disable_totp, "Disable TOTP (step-up required)",
+          tags=("mfa",)),
+    Route("POST", "/password/change", change_password, "Change password (step-up required)",
+          body=schemas.ChangePassword, tags=("accounts",)),
+    Route("POST", "/email/change", change_email, "Change email (step-up required)",
+          body=schemas.ChangeEmail, status=202, tags=("accounts",)),
+    Route("POST", "/orgs/switch", switch_org, "An access token scoped to one of my orgs",
+          body=schemas.SwitchOrg, tags=("orgs",)),
+    Route("POST", KEYS_PATH, create_api_key, "Issue an API key (shown once)",
+          body=schemas.NewApiKey, response=schemas.ApiKeyCreated, status=201,
+          roles=ADMIN_ROLES, tags=("api-keys",)),
+    Route("GET", KEYS_PATH, list_api_keys, "A project's API keys", roles=ADMIN_ROLES,
+          tags=("api-keys",)),
+    Route("POST", KEYS_PATH + "/{key_id}/rotate", rotate_api_key,
+          "Rotate an API key (new key shown once)", body=schemas.RotateApiKey,
+          response=schemas.ApiKeyCreated, status=201, roles=ADMIN_ROLES, tags=("api-keys",)),
+    Route("DELETE", KEYS_PATH + "/{key_id}", revoke_api_key, "Revoke an API key", status=204,
+          roles=ADMIN_ROLES, tags=("api-keys",)),
+]
+

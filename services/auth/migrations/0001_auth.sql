@@ -67,6 +67,7 @@ create table mfa_challenges (
     user_id    uuid not null references users (id) on delete cascade,
     expires_at timestamptz not null,
     used_at    timestamptz,
+    attempts   integer not null default 0,
     ip         text,
     user_agent text
 );

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from argus_shared.devsecrets import DevSecrets, password_file
 from argus_shared.settings import SERVICES
@@ -47,4 +48,11 @@ class Stack:
             "ARGUS_XUT_KEYS_FILE": str(files("xut-keys")),
             "ARGUS_MASTER_KEYS_FILE": str(files("master-keys")),
             "ARGUS_TRUSTED_PROXIES": "127.0.0.1/32",
+            "ARGUS_MAILBOX_DIR": str(self.mailbox),
+            **({"ARGUS_HIBP_URL": "off"} if self.env == "test" else {}),
         }
+
+    @property
+    def mailbox(self) -> Path:
+        """Where development mail lands (one .eml file per message)."""
+        return self.secrets.directory.parent / "mailbox"

@@ -125,6 +125,7 @@ def _banner(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) ->
         *(f"  {s:<11} {stack.service_url(s)}  (/healthz /readyz /metrics /openapi.json)"
           for s in SERVICES),
         *(f"  {note}" for note in notes),
+        f"  mailbox     {stack.mailbox}  (development mail, one .eml per message)",
         f"  secrets     {stack.secrets.directory}",
         f"  logs        {log_dir}/<service>.log",
         "Press Ctrl-C to stop.",

@@ -1,0 +1,230 @@
+"""Sign-up, email verification, login with lockout, password reset and change, email change.
+
+No answer tells whether an email has an account: sign-up and reset requests always answer the
+same, and login failures for unknown emails run the same Argon2id work (against a sentinel
+hash), count towards the same per-email lockout and return the same problem."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import uuid
+from datetime import timedelta
+from uuid import UUID
+
+from argus_auth import mfa, queries, sessions
+from argus_auth.core import Auth
+from argus_auth.events import ANONYMOUS, Ctx, emit, user
+from argus_shared import crypto
+from argus_shared.errors import Problem
+
+log = logging.getLogger("argus.auth.accounts")
+INVALID_LOGIN = "invalid email or password"
+
+
+def normalise(email: str) -> str:
+    return email.strip().lower()
+
+
+def email_key(auth: Auth, email: str) -> bytes:
+    """The throttle key of an email: keyed, so the table does not list who tried to log in."""
+    return hmac.new(auth.xut_keys.current_key, b"login:" + email.encode(), hashlib.sha256).digest()
+
+
+def new_email_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def _check_not_breached(auth: Auth, password: str) -> None:
+    if await auth.breach.breached(auth.http, password):
+        raise Problem(422, "this password appears in known data breaches; choose another",
+                      title="Password refused")
+
+
+async def sign_up(auth: Auth, email: str, password: str, ctx: Ctx) -> None:
+    email = normalise(email)
+    await _check_not_breached(auth, password)
+    password_hash = await auth.passwords.hash(password)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        existing = await queries.user_by_email(conn, email)
+        if existing is not None:
+            await _mail_existing_account(auth, existing)
+            return
+        user_id = uuid.uuid4()
+        if not await queries.insert_user(conn, user_id, email, password_hash):
+            return  # a concurrent sign-up won; answer the same
+        token = new_email_token()
+        expires = auth.now() + timedelta(seconds=auth.config.verify_ttl)
+        await queries.insert_email_token(conn, crypto.sha256(token), user_id, "verify_email",
+                                         expires)
+        await emit(conn, ctx, "auth.user.signed_up", actor=user(user_id),
+                   resource=("user", str(user_id)))
+    await auth.mailer.send(email, "Verify your email",
+                           f"Verify your email: {auth.config.public_url}/verify-email#{token}\n"
+                           f"Token: {token}\nIt expires in 24 hours.")
+
+
+async def _mail_existing_account(auth: Auth, existing: queries.Row) -> None:
+    await auth.mailer.send(existing["email"], "Sign-up attempt",
+                           "Someone tried to sign up with this email, which already has an "
+                           "account. If it was you, log in or reset your password.")
+
+
+async def verify_email(auth: Auth, token: str, ctx: Ctx) -> None:
+    async with auth.pool.acquire() as conn, conn.transaction():
+        row = await queries.use_email_token(conn, crypto.sha256(token), "verify_email",
+                                            auth.now())
+        if row is None:
+            raise Problem(400, "the verification link is invalid, used or expired")
+        await queries.mark_verified(conn, row["user_id"])
+        await emit(conn, ctx, "auth.user.email_verified", actor=user(row["user_id"]),
+                   resource=("user", str(row["user_id"])))
+
+
+async def login(auth: Auth, email: str, password: str, ctx: Ctx) -> sessions.Issued | str:
+    """Tokens, or an MFA challenge token when the account has a second factor."""
+    email = normalise(email)
+    key = email_key(auth, email)
+    async with auth.pool.acquire() as conn:
+        throttle = await queries.throttle(conn, key)
+        account = await queries.user_by_email(conn, email)
+    if throttle and throttle["locked_until"] and throttle["locked_until"] > auth.now():
+        await _record_attempt(auth, account, ctx, "locked")
+        wait = math.ceil((throttle["locked_until"] - auth.now()).total_seconds())
+        raise Problem(429, "too many failed logins; try again later", title="Locked",
+                      headers={"Retry-After": str(max(wait, 1))})
+    stored = account["password_hash"] if account else None
+    if not await auth.passwords.verify(stored, password):
+        await _failure(auth, key, account, ctx, "unknown_email" if account is None
+                       else "bad_password")
+        raise Problem(401, INVALID_LOGIN, title="Unauthenticated")
+    assert account is not None
+    if account["deactivated_at"] is not None:
+        await _failure(auth, key, account, ctx, "deactivated")
+        raise Problem(401, INVALID_LOGIN, title="Unauthenticated")
+    if account["email_verified_at"] is None:
+        await _record_attempt(auth, account, ctx, "unverified")
+        raise Problem(403, "verify your email address before logging in",
+                      title="Email not verified")
+    return await _succeed(auth, key, account, password, ctx)
+
+
+async def _succeed(auth: Auth, key: bytes, account: queries.Row, password: str,
+                   ctx: Ctx) -> sessions.Issued | str:
+    if auth.passwords.needs_rehash(account["password_hash"]):
+        new_hash = await auth.passwords.hash(password)
+        async with auth.pool.acquire() as conn:
+            await queries.rehash_password(conn, account["id"], account["password_hash"], new_hash)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        await queries.clear_failures(conn, key)
+        if await mfa.enabled(conn, account["id"]):
+            token = await mfa.challenge(auth, conn, account["id"], ctx)
+            await emit(conn, ctx, "auth.login.mfa_required", actor=user(account["id"]),
+                       resource=("user", str(account["id"])))
+            return token
+        await emit(conn, ctx, "auth.login.succeeded", actor=user(account["id"]),
+                   resource=("user", str(account["id"])), data={"amr": ["pwd"]})
+        return await sessions.start(auth, conn, account["id"], ["pwd"], ctx)
+
+
+async def _failure(auth: Auth, key: bytes, account: queries.Row | None, ctx: Ctx,
+                   reason: str) -> None:
+    config = auth.config
+    async with auth.pool.acquire() as conn, conn.transaction():
+        failures = await queries.record_failure(conn, key, auth.now())
+        locked = failures >= config.lockout_threshold
+        if locked:
+            delay = min(config.lockout_cap,
+                        config.lockout_base * 2 ** (failures - config.lockout_threshold))
+            await queries.set_lock(conn, key, auth.now() + timedelta(seconds=delay))
+        await _emit_attempt(conn, account, ctx, reason, failures=failures, locked=locked)
+
+
+async def _record_attempt(auth: Auth, account: queries.Row | None, ctx: Ctx,
+                          reason: str) -> None:
+    async with auth.pool.acquire() as conn:
+        await _emit_attempt(conn, account, ctx, reason)
+
+
+async def _emit_attempt(conn: queries.Conn, account: queries.Row | None, ctx: Ctx, reason: str,
+                        **data: object) -> None:
+    actor = user(account["id"]) if account else ANONYMOUS
+    resource = ("user", str(account["id"])) if account else ("user", "-")
+    event_type = "auth.login.locked" if data.get("locked") else "auth.login.failed"
+    await emit(conn, ctx, event_type, actor=actor, resource=resource,
+               data={"reason": reason, **data})
+
+
+async def request_reset(auth: Auth, email: str, ctx: Ctx) -> None:
+    email = normalise(email)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        account = await queries.user_by_email(conn, email)
+        if account is None or account["deactivated_at"] is not None:
+            return
+        token = new_email_token()
+        await queries.insert_email_token(
+            conn, crypto.sha256(token), account["id"], "reset_password",
+            auth.now() + timedelta(seconds=auth.config.reset_ttl),
+        )
+        await emit(conn, ctx, "auth.password.reset_requested", actor=user(account["id"]),
+                   resource=("user", str(account["id"])))
+    await auth.mailer.send(email, "Reset your password",
+                           f"Reset your password: {auth.config.public_url}/reset-password#{token}"
+                           f"\nToken: {token}\nIt expires in 1 hour.")
+
+
+async def reset_password(auth: Auth, token: str, new_password: str, ctx: Ctx) -> None:
+    await _check_not_breached(auth, new_password)
+    password_hash = await auth.passwords.hash(new_password)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        row = await queries.use_email_token(conn, crypto.sha256(token), "reset_password",
+                                            auth.now())
+        if row is None:
+            raise Problem(400, "the reset link is invalid, used or expired")
+        await queries.set_password(conn, row["user_id"], password_hash)
+        await queries.mark_verified(conn, row["user_id"])  # the mailbox was proven
+        await emit(conn, ctx, "auth.password.reset", actor=user(row["user_id"]),
+                   resource=("user", str(row["user_id"])))
+    await sessions.revoke_all(auth, row["user_id"], ctx, "password_reset")
+
+
+async def change_password(auth: Auth, user_id: UUID, session_id: UUID, new_password: str,
+                          ctx: Ctx) -> int:
+    """Set a new password (step-up already checked); other sessions end."""
+    await _check_not_breached(auth, new_password)
+    password_hash = await auth.passwords.hash(new_password)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        await queries.set_password(conn, user_id, password_hash)
+        await emit(conn, ctx, "auth.password.changed", actor=user(user_id),
+                   resource=("user", str(user_id)))
+    return await sessions.revoke_all(auth, user_id, ctx, "password_changed", keep=session_id)
+
+
+async def request_email_change(auth: Auth, user_id: UUID, new_email: str, ctx: Ctx) -> None:
+    new_email = normalise(new_email)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        if await queries.user_by_email(conn, new_email) is not None:
+            return  # answer the same: no enumeration through email change either
+        token = new_email_token()
+        await queries.insert_email_token(
+            conn, crypto.sha256(token), user_id, "change_email",
+            auth.now() + timedelta(seconds=auth.config.verify_ttl), new_email,
+        )
+        await emit(conn, ctx, "auth.email.change_requested", actor=user(user_id),
+                   resource=("user", str(user_id)))
+    await auth.mailer.send(new_email, "Confirm your new email",
+                           f"Confirm: {auth.config.public_url}/confirm-email#{token}\n"
+                           f"Token: {token}")
+
+
+async def confirm_email_change(auth: Auth, token: str, ctx: Ctx) -> None:
+    async with auth.pool.acquire() as conn, conn.transaction():
+        row = await queries.use_email_token(conn, crypto.sha256(token), "change_email",
+                                            auth.now())
+        if row is None or not await queries.set_email(conn, row["user_id"], row["new_email"]):
+            raise Problem(400, "the confirmation link is invalid, used or expired")
+        await emit(conn, ctx, "auth.email.changed", actor=user(row["user_id"]),
+                   resource=("user", str(row["user_id"])))

@@ -1,0 +1,149 @@
+"""API keys: issued per project by org owners and admins, `argus_sk_` plus 256 random bits,
+stored as SHA-256 and shown exactly once; scoped, optionally expiring, rotated (the new key
+records `rotated_from_id`, the old one may overlap for a while) and revoked. Other services
+introspect a key over NATS; answers are cached briefly and a revocation clears the caches."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from argus_auth import queries
+from argus_auth.core import Auth
+from argus_auth.events import Ctx, emit, user
+from argus_shared import crypto, db, xut
+from argus_shared.errors import Problem
+from argus_shared.nats import RpcError
+
+PREFIX = "argus_sk_"
+DISPLAY_PREFIX = 14
+CACHE_SECONDS = 30.0
+REVOKED_SUBJECT = "argus.cache.api_key_revoked"
+
+
+def new_secret() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def view(row: queries.Row) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": str(row["id"]), "project_id": str(row["project_id"]), "name": row["name"],
+        "prefix": row["prefix"], "scopes": list(row["scopes"]),
+        "created_at": row["created_at"].isoformat(), "expires_at": iso(row["expires_at"]),
+        "last_used_at": iso(row["last_used_at"]), "revoked_at": iso(row["revoked_at"]),
+        "rotated_from_id": str(row["rotated_from_id"]) if row["rotated_from_id"] else None,
+    }
+
+
+async def create(auth: Auth, org_id: UUID, project_id: UUID, actor: UUID, name: str,
+                 scopes: list[str], expires_in_days: int | None, ctx: Ctx,
+                 rotated_from: UUID | None = None) -> tuple[str, dict[str, Any]]:
+    secret = new_secret()
+    values = {
+        "org_id": org_id, "id": uuid.uuid4(), "project_id": project_id, "name": name,
+        "prefix": secret[:DISPLAY_PREFIX], "key_hash": crypto.sha256(secret),
+        "scopes": sorted(set(scopes)), "created_by": actor, "rotated_from_id": rotated_from,
+        "expires_at": auth.now() + timedelta(days=expires_in_days) if expires_in_days else None,
+    }
+    async with db.tenant_tx(auth.pool, org_id, actor) as conn:
+        row = await queries.insert_api_key(conn, values)
+        await emit(conn, ctx, "auth.api_key.created", actor=user(actor),
+                   resource=("api_key", str(values["id"])), org_id=str(org_id),
+                   data={"project_id": str(project_id), "scopes": values["scopes"],
+                         "rotated_from_id": str(rotated_from) if rotated_from else None})
+    return secret, view(row)
+
+
+async def list_for_project(auth: Auth, org_id: UUID, project_id: UUID,
+                           actor: UUID) -> list[dict[str, Any]]:
+    async with db.tenant_tx(auth.pool, org_id, actor) as conn:
+        return [view(row) for row in await queries.api_keys_of_project(conn, org_id, project_id)]
+
+
+async def rotate(auth: Auth, org_id: UUID, project_id: UUID, key_id: UUID, actor: UUID,
+                 overlap_seconds: int, ctx: Ctx) -> tuple[str, dict[str, Any]]:
+    async with db.tenant_tx(auth.pool, org_id, actor) as conn:
+        old = await queries.api_key(conn, org_id, project_id, key_id)
+        if old is None or old["revoked_at"] is not None:
+            raise Problem(404, "no such API key")
+        await queries.revoke_api_key(conn, org_id, key_id,
+                                     auth.now() + timedelta(seconds=overlap_seconds))
+    remaining = None
+    if old["expires_at"]:
+        remaining = max(1, (old["expires_at"] - auth.now()).days)
+    created = await create(auth, org_id, project_id, actor, old["name"], list(old["scopes"]),
+                           remaining, ctx, rotated_from=key_id)
+    if overlap_seconds == 0:
+        await announce_revocation(auth, key_id)
+    return created
+
+
+async def revoke(auth: Auth, org_id: UUID, project_id: UUID, key_id: UUID, actor: UUID,
+                 ctx: Ctx) -> None:
+    async with db.tenant_tx(auth.pool, org_id, actor) as conn:
+        row = await queries.api_key(conn, org_id, project_id, key_id)
+        if row is None:
+            raise Problem(404, "no such API key")
+        await queries.revoke_api_key(conn, org_id, key_id, auth.now())
+        await emit(conn, ctx, "auth.api_key.revoked", actor=user(actor),
+                   resource=("api_key", str(key_id)), org_id=str(org_id))
+    await announce_revocation(auth, key_id)
+
+
+async def announce_revocation(auth: Auth, key_id: UUID) -> None:
+    await auth.nc.publish(REVOKED_SUBJECT, str(key_id).encode())  # type: ignore[attr-defined]
+
+
+async def introspect(auth: Auth, secret: str) -> dict[str, Any]:
+    """The key's org, project and scopes, or RpcError 404 for anything not currently valid."""
+    if not secret.startswith(PREFIX) or len(secret) > 100:
+        raise RpcError(404, "unknown API key")
+    async with auth.pool.acquire() as conn:
+        row = await queries.introspect(conn, crypto.sha256(secret))
+    now = auth.now()
+    if row is None or (row["revoked_at"] and row["revoked_at"] <= now) or (
+            row["expires_at"] and row["expires_at"] <= now):
+        raise RpcError(404, "unknown API key")
+    async with db.tenant_tx(auth.pool, row["org_id"]) as conn:
+        await queries.touch_api_key(conn, row["org_id"], row["id"], now)
+    limits = [t for t in (row["revoked_at"], row["expires_at"]) if t]
+    valid_until = min(limits) if limits else None
+    return {"id": str(row["id"]), "org_id": str(row["org_id"]),
+            "project_id": str(row["project_id"]), "scopes": list(row["scopes"]),
+            "valid_until": valid_until.isoformat() if valid_until else None}
+
+
+class IntrospectionCache:
+    """What other services keep: introspection answers for `CACHE_SECONDS`, dropped at once
+    when auth announces a revocation."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.entries: dict[bytes, tuple[float, dict[str, Any]]] = {}
+
+    async def lookup(self, secret: str) -> dict[str, Any]:
+        digest = crypto.sha256(secret)
+        hit = self.entries.get(digest)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        answer = await self.call(secret)
+        self.entries[digest] = (time.monotonic() + CACHE_SECONDS, answer)
+        return answer
+
+    def forget(self, key_id: str) -> None:
+        for digest, (_, answer) in list(self.entries.items()):
+            if answer["id"] == key_id:
+                del self.entries[digest]
+
+
+async def introspect_handler(auth: Auth, claims: xut.Claims, payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("key"), str):
+        raise RpcError(400, "send {\"key\": ...}")
+    return await introspect(auth, payload["key"])

@@ -1,0 +1,39 @@
+"""What the auth domain functions share: the pool, settings, hashing, mail, keys and NATS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+import asyncpg
+from nats.js import JetStreamContext
+
+from argus_auth.config import AuthConfig
+from argus_auth.mail import Mailer
+from argus_auth.passwords import BreachCheck, Passwords
+from argus_auth.signing import SigningKeys
+from argus_shared.access import AccessVerifier
+from argus_shared.settings import KeyRing
+
+
+@dataclass
+class Auth:
+    pool: asyncpg.Pool
+    config: AuthConfig
+    passwords: Passwords
+    breach: BreachCheck
+    mailer: Mailer
+    signing: SigningKeys
+    verifier: AccessVerifier
+    master: KeyRing
+    xut_keys: KeyRing
+    js: JetStreamContext
+    nc: object
+    http: aiohttp.ClientSession
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.config.clock(), UTC)
+
+    def timestamp(self) -> float:
+        return self.config.clock()

@@ -1,0 +1,84 @@
+"""Argon2id hashing off the event loop, a sentinel for unknown accounts, and the breached-password
+check through the HIBP k-anonymity range API (only 5 hex characters of the SHA-1 leave)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+log = logging.getLogger("argus.auth.passwords")
+MIN_LENGTH = 8
+MAX_LENGTH = 128
+
+
+class Passwords:
+    def __init__(self, memory_kib: int, time_cost: int, parallelism: int) -> None:
+        self.hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
+            hash_len=32, salt_len=16, type=Type.ID,
+        )
+        # argon2-cffi releases the GIL while hashing, so threads give real parallelism
+        self.executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                           thread_name_prefix="argon2")
+        self.sentinel = self.hasher.hash(secrets.token_urlsafe(32))
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.hasher.hash, password)
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        """Check `password`; with no account (`stored` None) the same work is done against the
+        sentinel, so timing does not tell whether the account exists."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, self._verify, stored or self.sentinel, password, stored is not None
+        )
+
+    def _verify(self, stored: str, password: str, real: bool) -> bool:
+        try:
+            return self.hasher.verify(stored, password) and real
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored: str) -> bool:
+        return self.hasher.check_needs_rehash(stored)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class BreachCheck:
+    """True when HIBP knows the password. Fails open (False, logged) when HIBP is unreachable."""
+
+    def __init__(self, url: str | None, timeout: float) -> None:
+        self.url, self.timeout = url, timeout
+
+    async def breached(self, session: aiohttp.ClientSession, password: str) -> bool:
+        if not self.url:
+            return False
+        digest = hashlib.sha1(password.encode(), usedforsecurity=False).hexdigest().upper()
+        prefix, suffix = digest[:5], digest[5:]
+        try:
+            async with session.get(
+                f"{self.url}{prefix}", headers={"Add-Padding": "true"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                response.raise_for_status()
+                body = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("breached-password check unavailable; allowing the password",
+                        extra={"error": type(exc).__name__})
+            return False
+        for line in body.splitlines():
+            candidate, _, count = line.strip().partition(":")
+            if candidate == suffix and count.strip() not in ("", "0"):
+                return True
+        return False

@@ -1,0 +1,136 @@
+"""Request and response types of the auth API (strict: unknown fields are refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from argus_shared.validation import Strict
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"  # noqa: E501
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
+AnyPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+Code = Annotated[str, msgspec.Meta(min_length=6, max_length=32)]
+Scope = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z-]{1,30}:(read|write)$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class SignUp(Strict):
+    email: Email
+    password: Password
+
+
+class EmailOnly(Strict):
+    email: Email
+
+
+class TokenOnly(Strict):
+    token: Token
+
+
+class Login(Strict):
+    email: Email
+    password: AnyPassword
+
+
+class MfaLogin(Strict):
+    mfa_token: Token
+    code: Code | None = None
+    recovery_code: Code | None = None
+
+
+class Refresh(Strict):
+    refresh_token: Token | None = None  # or the refresh cookie
+
+
+class Reauth(Strict):
+    password: AnyPassword | None = None
+    code: Code | None = None
+
+
+class ResetPassword(Strict):
+    token: Token
+    new_password: Password
+
+
+class ChangePassword(Strict):
+    new_password: Password
+
+
+class ChangeEmail(Strict):
+    new_email: Email
+
+
+class CodeOnly(Strict):
+    code: Code
+
+
+class SwitchOrg(Strict):
+    org_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F-]{36}$")]
+
+
+class NewApiKey(Strict):
+    name: Name
+    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=20)]
+    expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+
+
+class RotateApiKey(Strict):
+    overlap_seconds: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)] = 0
+
+
+class Accepted(msgspec.Struct):
+    status: str
+
+
+class Tokens(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+    session_id: str
+
+
+class MfaRequired(msgspec.Struct):
+    mfa_required: bool
+    mfa_token: str
+
+
+class SessionView(msgspec.Struct):
+    id: str
+    created_at: str
+    last_used_at: str
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class TotpEnrolment(msgspec.Struct):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodes(msgspec.Struct):
+    recovery_codes: list[str]
+    other_sessions: int
+
+
+class ApiKeyView(msgspec.Struct):
+    id: str
+    project_id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+    rotated_from_id: str | None
+
+
+class ApiKeyCreated(msgspec.Struct):
+    key: str
+    api_key: ApiKeyView
