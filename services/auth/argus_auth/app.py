@@ -17,9 +17,10 @@ from argus_auth.routes import AUTH_KEY, ROUTES
 from argus_auth.signing import SigningKeys
 from argus_shared.access import AccessVerifier, Revocations
 from argus_shared.nats import serve
+from argus_shared.ratelimit import RateLimiter
 from argus_shared.runner import service_app
 from argus_shared.settings import ConfigError, Settings
-from argus_shared.web import ACCESS_KEY, NATS_KEY, POOL_KEY
+from argus_shared.web import ACCESS_KEY, LIMITER_KEY, NATS_KEY, POOL_KEY
 
 SERVICE = "auth"
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> web.Appl
         raise ConfigError("ARGUS_MASTER_KEYS_FILE is not set (nor ARGUS_MASTER_KEYS)")
     app = service_app(settings, ROUTES, title="Argus auth",
                       cleanup_ctx=[partial(_auth_context, settings, config)])
+    app[LIMITER_KEY] = RateLimiter(clock=config.clock)  # one clock for limits and lockouts
     return app
 
 
