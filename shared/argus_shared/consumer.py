@@ -76,6 +76,7 @@ class Consumer:
         self.subject, self.batch, self.ack_wait = subject, batch, ack_wait
         self._task: asyncio.Task[None] | None = None
         self.handled = 0
+        self._stopping = False
 
     async def start(self) -> None:
         self._sub = await self.js.pull_subscribe(
@@ -92,6 +93,7 @@ class Consumer:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
 
     async def stop(self) -> None:
+        self._stopping = True  # a cancellation swallowed inside nats-py still ends the loop
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,7 +103,7 @@ class Consumer:
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=1.0)
             except (NatsTimeout, TimeoutError):

@@ -121,7 +121,7 @@ async def test_bad_sign_ups_are_refused_and_write_nothing(
     service: AuthService, body: dict[str, Any]
 ) -> None:
     before = await count_users(service)
-    status, problem, response = await service.post("/signup", body)
+    status, _, response = await service.post("/signup", body)
     assert status == 422
     assert response.content_type == "application/problem+json"
     assert await count_users(service) == before

@@ -50,6 +50,7 @@ class AuthService:
     async def post(self, path: str, body: Any = None, token: str | None = None,
                    **kwargs: Any) -> tuple[int, Any, aiohttp.ClientResponse]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
         async with self.http.post(self.url(path), json=body, headers=headers, **kwargs) as r:
             return r.status, await _body(r), r
 

@@ -53,7 +53,7 @@ async def _auth_context(settings: Settings, config: AuthConfig,
     revocations = Revocations()
     await revocations.start(nc.jetstream())
     verifier = AccessVerifier(signing.lookup, issuer=config.issuer, audience=config.audience,
-                              revocations=revocations)
+                              revocations=revocations, clock=config.clock)
     async with aiohttp.ClientSession() as http:
         auth = Auth(
             pool=pool, config=config, passwords=passwords,
