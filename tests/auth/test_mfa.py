@@ -43,11 +43,11 @@ async def test_totp_login_and_each_code_only_once(service: AuthService) -> None:
     status, _, _ = await service.post("/login/mfa", {"mfa_token": await mfa_challenge(
         service, email), "code": code})
     assert status == 401  # a replayed code is refused
-    service.clock.advance(30)
-    drift = code_at(secret, service.clock.now - 30)  # one step old, but unused: accepted
+    service.clock.advance(60)
+    # a clock one step behind the phone: the next step's code is accepted
     status, _, _ = await service.post("/login/mfa", {"mfa_token": await mfa_challenge(
         service, email), "code": code_at(secret, service.clock.now + 30)})
-    assert status == 200 or drift  # one step of drift either side
+    assert status == 200
 
 
 async def test_codes_outside_the_drift_window_are_refused(service: AuthService) -> None:
@@ -63,7 +63,7 @@ async def test_codes_outside_the_drift_window_are_refused(service: AuthService) 
 async def test_recovery_codes_work_once(service: AuthService) -> None:
     email, _, _, codes = await enrolled(service)
     body = {"mfa_token": await mfa_challenge(service, email), "recovery_code": codes[0]}
-    status, tokens, _ = await service.post("/login/mfa", body)
+    status, _, _ = await service.post("/login/mfa", body)
     assert status == 200
     status, _, _ = await service.post("/login/mfa", {
         "mfa_token": await mfa_challenge(service, email), "recovery_code": codes[0]})

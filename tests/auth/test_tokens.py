@@ -50,7 +50,7 @@ def forge(claims: dict[str, Any], **header: Any) -> str:
 async def test_forged_or_stale_access_tokens_are_refused(
     service: AuthService, attack: str
 ) -> None:
-    email, tokens = await service.logged_in()
+    _, tokens = await service.logged_in()
     good = tokens["access_token"]
     header = jwt.get_unverified_header(good)
     claims = jwt.decode(good, options={"verify_signature": False})
@@ -111,7 +111,7 @@ async def test_a_double_submit_within_the_grace_window_gets_the_same_successor(
                                                   service.post("/token/refresh", body))
     assert s1 == s2 == 200
     assert a["refresh_token"] == b["refresh_token"]
-    status, c, _ = await service.post("/token/refresh", {"refresh_token": a["refresh_token"]})
+    status, _, _ = await service.post("/token/refresh", {"refresh_token": a["refresh_token"]})
     assert status == 200  # the family is intact
 
 
