@@ -369,6 +369,6 @@ async def introspect(conn: Conn, key_hash: bytes) -> Row | None:
 async def touch_api_key(conn: Conn, org_id: UUID, key_id: UUID, now: datetime) -> None:
     await conn.execute(
         "update api_keys set last_used_at = $3 where org_id = $1 and id = $2"
-        " and (last_used_at is null or last_used_at < $3 - interval '1 minute')",
+        " and (last_used_at is null or last_used_at < $3::timestamptz - interval '1 minute')",
         org_id, key_id, now,
     )
