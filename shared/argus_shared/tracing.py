@@ -20,8 +20,14 @@ UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _instrumented = False
 
 
-def setup_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider:
+def setup_tracing(
+    service: str, otlp_endpoint: str | None, *, record: bool = False
+) -> TracerProvider | None:
+    """With no endpoint (and `record` false) nothing is recorded: spans stay non-recording,
+    which still carries an incoming `traceparent` onward, at no cost per request or query."""
     global _instrumented
+    if not otlp_endpoint and not record:
+        return None
     provider = TracerProvider(resource=Resource.create({"service.name": f"argus-{service}"}))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

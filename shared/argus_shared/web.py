@@ -203,6 +203,8 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     elif route is not None and route.auth == "user":
         access = request[ACCESS_CLAIMS] = await verify_access_token(request)
         limit_principal(request, access.org, None)
+        settings = request.app[SETTINGS_KEY]
+        request.app[LIMITER_KEY].hit(f"user:{access.sub}", settings.rate_limit_ip_per_minute)
         if route.roles and access.role not in route.roles:
             raise Problem(403, f"this needs one of the roles {', '.join(route.roles)} in the org")
     return await handler(request)

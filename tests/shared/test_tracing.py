@@ -26,7 +26,8 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    provider = tracing.setup_tracing("test", None)  # the process-wide provider, set once
+    provider = tracing.setup_tracing("test", None, record=True)  # process-wide, set once
+    assert provider is not None
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter

@@ -89,11 +89,11 @@ async def login(auth: Auth, email: str, password: str, ctx: Ctx) -> sessions.Iss
     email = normalise(email)
     key = email_key(auth, email)
     async with auth.pool.acquire() as conn:
-        throttle = await queries.throttle(conn, key)
-        account = await queries.user_by_email(conn, email)
-    if throttle and throttle["locked_until"] and throttle["locked_until"] > auth.now():
+        state = await queries.login_state(conn, email, key)
+    account = state if state["id"] is not None else None
+    if state["locked_until"] and state["locked_until"] > auth.now():
         await _record_attempt(auth, account, ctx, "locked")
-        wait = math.ceil((throttle["locked_until"] - auth.now()).total_seconds())
+        wait = math.ceil((state["locked_until"] - auth.now()).total_seconds())
         raise Problem(429, "too many failed logins; try again later", title="Locked",
                       headers={"Retry-After": str(max(wait, 1))})
     stored = account["password_hash"] if account else None
@@ -109,7 +109,7 @@ async def login(auth: Auth, email: str, password: str, ctx: Ctx) -> sessions.Iss
         await _record_attempt(auth, account, ctx, "unverified")
         raise Problem(403, "verify your email address before logging in",
                       title="Email not verified")
-    return await _succeed(auth, key, account, password, ctx)
+    return await _succeed(auth, key, state, password, ctx)
 
 
 async def _succeed(auth: Auth, key: bytes, account: queries.Row, password: str,
@@ -119,8 +119,9 @@ async def _succeed(auth: Auth, key: bytes, account: queries.Row, password: str,
         async with auth.pool.acquire() as conn:
             await queries.rehash_password(conn, account["id"], account["password_hash"], new_hash)
     async with auth.pool.acquire() as conn, conn.transaction():
-        await queries.clear_failures(conn, key)
-        if await mfa.enabled(conn, account["id"]):
+        if account["failures"]:
+            await queries.clear_failures(conn, key)
+        if account["mfa"]:
             token = await mfa.challenge(auth, conn, account["id"], ctx)
             await emit(conn, ctx, "auth.login.mfa_required", actor=user(account["id"]),
                        resource=("user", str(account["id"])))

@@ -27,6 +27,8 @@ class AuthConfig:
     argon2_parallelism: int = 1
     hibp_url: str | None = "https://api.pwnedpasswords.com/range/"
     hibp_timeout: float = 2.0
+    ip_limit_per_minute: int = 30  # per client IP on each credential route
+    account_limit_per_minute: int = 20  # per email or user on each credential route
     lockout_threshold: int = 5
     lockout_base: float = 10.0
     lockout_cap: float = 300.0
@@ -58,4 +60,6 @@ class AuthConfig:
             smtp_url=smtp,
             mail_from=env.str("ARGUS_MAIL_FROM", cls.mail_from) or cls.mail_from,
             secure_cookies=env.bool("ARGUS_SECURE_COOKIES", True),
+            ip_limit_per_minute=env.int("ARGUS_AUTH_IP_LIMIT_PER_MINUTE", 30, 1),
+            account_limit_per_minute=env.int("ARGUS_AUTH_ACCOUNT_LIMIT_PER_MINUTE", 20, 1),
         )

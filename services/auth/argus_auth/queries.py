@@ -61,6 +61,22 @@ async def set_email(conn: Conn, user_id: UUID, email: str) -> bool:
     return status.endswith(" 1")
 
 
+async def login_state(conn: Conn, email: str, email_hash: bytes) -> Row:
+    """One round trip for a login: the account (if any), its lock, whether MFA is on."""
+    return await conn.fetchrow(
+        """
+        select u.id, u.password_hash, u.email_verified_at, u.deactivated_at,
+               t.failures, t.locked_until,
+               exists (select 1 from totp_factors f
+                       where f.user_id = u.id and f.confirmed_at is not null) as mfa
+        from (select 1) as one
+        left join users u on u.email = $1
+        left join login_throttle t on t.email_hash = $2
+        """,
+        email, email_hash,
+    )
+
+
 # login throttle ---------------------------------------------------------------------------------
 
 async def throttle(conn: Conn, email_hash: bytes) -> Row | None:

@@ -20,8 +20,6 @@ from argus_shared.web import LIMITER_KEY
 
 AUTH_KEY = web.AppKey("auth", Auth)
 REFRESH_COOKIE = "__Host-argus_refresh"
-ACCOUNT_LIMIT_PER_MINUTE = 20
-SENSITIVE_LIMIT_PER_MINUTE = 30
 ADMIN_ROLES = ("owner", "admin")
 
 
@@ -39,8 +37,11 @@ def claims_of(request: web.Request) -> AccessClaims:
 
 
 def limit_account(request: web.Request, account: str) -> None:
-    """Per-account limit on top of the per-IP one every route has."""
-    request.app[LIMITER_KEY].hit(f"account:{account.lower()}", ACCOUNT_LIMIT_PER_MINUTE)
+    """Per-IP and per-account limits of a credential route, on top of the service-wide one."""
+    config = auth_of(request).config
+    limiter = request.app[LIMITER_KEY]
+    limiter.hit(f"ip:{request.get(CLIENT_IP)}:{request.path}", config.ip_limit_per_minute)
+    limiter.hit(f"account:{account.lower()}:{request.path}", config.account_limit_per_minute)
 
 
 def require_step_up(request: web.Request) -> AccessClaims:
@@ -91,6 +92,7 @@ async def sign_up(request: web.Request) -> web.Response:
 
 async def verify_email(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.TokenOnly)
+    limit_account(request, body.token)
     await accounts.verify_email(auth_of(request), body.token, ctx_of(request))
     return json({"status": "verified"})
 
@@ -106,6 +108,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def login_mfa(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.MfaLogin)
+    limit_account(request, body.mfa_token)
     issued = await mfa.complete_login(auth_of(request), body.mfa_token, body.code,
                                       body.recovery_code, ctx_of(request))
     return token_response(request, issued)
@@ -117,6 +120,7 @@ async def refresh(request: web.Request) -> web.Response:
         token = (await parse_json(request, schemas.Refresh)).refresh_token or token
     if not token:
         raise Problem(401, "a refresh token is required", title="Unauthenticated")
+    limit_account(request, token)
     return token_response(request, await sessions.refresh(auth_of(request), token,
                                                           ctx_of(request)))
 
@@ -228,6 +232,7 @@ async def forgot_password(request: web.Request) -> web.Response:
 
 async def reset_password(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.ResetPassword)
+    limit_account(request, body.token)
     await accounts.reset_password(auth_of(request), body.token, body.new_password,
                                   ctx_of(request))
     return json({"status": "reset"})
@@ -251,6 +256,7 @@ async def change_email(request: web.Request) -> web.Response:
 
 async def confirm_email(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.TokenOnly)
+    limit_account(request, body.token)
     await accounts.confirm_email_change(auth_of(request), body.token, ctx_of(request))
     return json({"status": "changed"})
 
@@ -306,8 +312,7 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-PUBLIC = {"auth": "public", "tags": ("accounts",),
-          "rate_limit_per_minute": SENSITIVE_LIMIT_PER_MINUTE}
+PUBLIC = {"auth": "public", "tags": ("accounts",)}
 KEYS_PATH = "/orgs/{org_id}/projects/{project_id}/api-keys"
 
 ROUTES: list[Route] = [

@@ -1,0 +1,185 @@
+"""Benchmark: logins per second through the auth HTTP API as a ratio of raw Argon2id
+verifications per second (same parameters, same machine, same run); /healthz latency during the
+login storm; access-token verifications per second with and without the verifier's cache.
+
+    .venv/bin/python bench/auth_login.py [--seconds 10] [--concurrency 8] [--rounds 3]
+
+The service runs as its own process (as users run it) on embedded PostgreSQL and NATS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from email import message_from_bytes
+from pathlib import Path
+
+import aiohttp
+from argon2 import PasswordHasher, Type
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
+from argus_auth.config import AuthConfig
+from argus_shared.access import AccessVerifier, Revocations
+from argus_shared.embedded import free_port
+from support.infra import start_infra
+from support.processes import Proc, service_command, wait_ready
+
+PASSWORD = "correct horse battery staple"
+DEFAULTS = AuthConfig()
+
+
+def raw_rate(seconds: float) -> float:
+    """Argon2id verifications/s on as many threads as the service uses."""
+    hasher = PasswordHasher(time_cost=DEFAULTS.argon2_time_cost,
+                            memory_cost=DEFAULTS.argon2_memory_kib,
+                            parallelism=DEFAULTS.argon2_parallelism, hash_len=32, salt_len=16,
+                            type=Type.ID)
+    stored = hasher.hash(PASSWORD)
+    workers = os.cpu_count() or 2
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    def work() -> int:
+        count = 0
+        while time.perf_counter() < deadline:
+            hasher.verify(stored, PASSWORD)
+            count += 1
+        return count
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        done = sum(pool.map(lambda _: work(), range(workers)))
+    return done / (time.perf_counter() - started)
+
+
+async def make_users(http: aiohttp.ClientSession, base: str, mailbox: Path, n: int) -> list[str]:
+    emails = [f"bench{uuid.uuid4().hex[:10]}@example.com" for _ in range(n)]
+    for email in emails:
+        async with http.post(f"{base}/signup", json={"email": email, "password": PASSWORD}) as r:
+            assert r.status == 202, await r.text()
+    tokens = {}
+    for path in mailbox.glob("*.eml"):
+        mail = message_from_bytes(path.read_bytes())
+        match = re.search(r"Token: (\S+)", mail.get_payload(decode=True).decode())
+        if match:
+            tokens[mail["To"]] = match.group(1)
+    for email in emails:
+        async with http.post(f"{base}/verify-email", json={"token": tokens[email]}) as r:
+            assert r.status == 200
+    return emails
+
+
+async def login_storm(http: aiohttp.ClientSession, base: str, emails: list[str],
+                      seconds: float, concurrency: int) -> tuple[float, list[float], str]:
+    deadline = time.perf_counter() + seconds
+    count = 0
+    token = ""
+
+    async def worker(index: int) -> None:
+        nonlocal count, token
+        email = emails[index % len(emails)]
+        while time.perf_counter() < deadline:
+            async with http.post(f"{base}/login", json={"email": email,
+                                                        "password": PASSWORD}) as r:
+                body = await r.json()
+                assert r.status == 200, body
+                token = body["access_token"]
+                count += 1
+
+    latencies: list[float] = []
+
+    async def probe() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with http.get(f"{base}/healthz") as r:
+                await r.read()
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+
+    started = time.perf_counter()
+    await asyncio.gather(probe(), *(worker(i) for i in range(concurrency)))
+    return count / (time.perf_counter() - started), latencies, token
+
+
+async def verify_rate(base: str, token: str, use_cache: bool, seconds: float) -> float:
+    from argus_shared.access import JwksCache
+
+    async def fetch(url: str) -> dict:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            return await response.json()
+
+    verifier = AccessVerifier(JwksCache(f"{base}/.well-known/jwks.json", fetch),
+                              issuer=DEFAULTS.issuer, audience=DEFAULTS.audience,
+                              revocations=Revocations())
+    verifier.use_cache = use_cache
+    await verifier.verify(token)
+    count = 0
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < deadline:
+        for _ in range(100):
+            await verifier.verify(token)
+        count += 100
+    return count / (time.perf_counter() - started)
+
+
+async def main(seconds: float, concurrency: int, rounds: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="argus-bench-"))
+    infra = start_infra(workdir)
+    proc = None
+    try:
+        url = await infra.create_database(("auth",))
+        stack = infra.stack(url)
+        env = {**stack.service_environment("auth"), "ARGUS_PORT": str(free_port()),
+               "ARGUS_HIBP_URL": "off", "ARGUS_RATE_LIMIT_IP_PER_MINUTE": "10000000",
+               "ARGUS_AUTH_IP_LIMIT_PER_MINUTE": "10000000",
+               "ARGUS_AUTH_ACCOUNT_LIMIT_PER_MINUTE": "10000000",
+               "ARGUS_LOG_LEVEL": "WARNING"}
+        base = f"http://127.0.0.1:{env['ARGUS_PORT']}"
+        proc = Proc.start(service_command("auth"), env, workdir / "auth.log")
+        await wait_ready(f"{base}/readyz", proc)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
+            emails = await make_users(http, base, stack.mailbox, concurrency * 4)
+            raws, rates, latencies = [], [], []
+            for _ in range(rounds):  # alternate, so machine noise hits both sides alike
+                raws.append(await asyncio.to_thread(raw_rate, seconds))
+                rate, probes, token = await login_storm(http, base, emails, seconds,
+                                                        concurrency)
+                rates.append(rate)
+                latencies.extend(probes)
+            raw, logins = statistics.median(raws), statistics.median(rates)
+            cached = await verify_rate(base, token, True, seconds / 2)
+            uncached = await verify_rate(base, token, False, seconds / 2)
+        p99 = statistics.quantiles(latencies, n=100)[98] * 1000
+        print(f"argon2id m={DEFAULTS.argon2_memory_kib}KiB t={DEFAULTS.argon2_time_cost} "
+              f"p={DEFAULTS.argon2_parallelism}, {os.cpu_count()} cores")
+        print(f"raw Argon2id verifications/s : {raw:8.1f}  (median of {rounds} rounds)")
+        print(f"HTTP logins/s                : {logins:8.1f}  (concurrency {concurrency})")
+        print(f"ratio logins/raw             : {logins / raw:8.2f}  (target >= 0.85)")
+        print(f"/healthz p99 during storm    : {p99:8.1f} ms  (target < 20 ms, "
+              f"{len(latencies)} probes)")
+        print(f"token verifications/s cached : {cached:8.0f}")
+        print(f"token verifications/s fresh  : {uncached:8.0f}  "
+              f"(cache speed-up {cached / uncached:.1f}x)")
+    finally:
+        if proc:
+            proc.kill()
+        infra.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.seconds, args.concurrency, args.rounds))
