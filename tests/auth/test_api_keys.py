@@ -118,6 +118,8 @@ async def test_api_keys_are_shown_once_stored_hashed_and_introspected(
     assert key.encode() not in stored and len(stored) == 32
     answer = await introspect(nc, settings_for("files"), key)
     assert answer["org_id"] == org and answer["project_id"] == project
+    _, listed = await service.call("GET", keys_path(org, project), token)
+    assert listed[0]["last_used_at"] is not None
     assert answer["scopes"] == ["files:read", "webhooks:write"]
     with pytest.raises(RpcError) as unknown:
         await introspect(nc, settings_for("files"), key[:-2] + "xx")

@@ -1,12 +1,49 @@
-"""Run the auth service (`python -m` or its console script), settings from the environment."""
+"""Run the auth service (`python -m` or its console script), settings from the environment.
+
+`python -m argus_auth rotate-signing-key` adds a new access-token signing key and retires the
+current one (it stays published until the tokens it signed have expired).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
+import asyncpg
+
 from argus_auth.app import SERVICE, create_app
-from argus_shared.runner import run_service
+from argus_auth.config import AuthConfig
+from argus_auth.signing import SigningKeys
+from argus_shared import db
+from argus_shared.runner import fail, run_service
+from argus_shared.settings import ConfigError, Settings
+
+
+async def rotate_signing_key(settings: Settings) -> str:
+    if settings.master_keys is None:
+        raise ConfigError("ARGUS_MASTER_KEYS_FILE is not set (nor ARGUS_MASTER_KEYS)")
+    pool = await db.create_pool(settings.database_url, settings.db_role, settings.db_password,
+                                schema=settings.schema, max_size=2)
+    try:
+        keys = SigningKeys(pool, settings.master_keys, AuthConfig().access_ttl)
+        await keys.load()
+        return await keys.rotate()
+    finally:
+        await pool.close()
 
 
 def main() -> None:
+    if sys.argv[1:] == ["rotate-signing-key"]:
+        try:
+            kid = asyncio.run(rotate_signing_key(Settings.from_env(SERVICE)))
+        except ConfigError as exc:
+            fail(str(exc))
+        except (OSError, asyncpg.PostgresError) as exc:
+            fail(f"cannot rotate the signing key: {str(exc).splitlines()[0]}", 1)
+        print(f"new signing key {kid}; the previous one stays published until its tokens expire")
+        return
+    if sys.argv[1:]:
+        fail(f"unknown command {sys.argv[1]!r} (try: rotate-signing-key)")
     run_service(SERVICE, create_app)
 
 

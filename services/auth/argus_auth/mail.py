@@ -44,7 +44,8 @@ class MailboxMailer:
 
 
 class SmtpMailer:
-    """`smtp://user:password@host:587` (STARTTLS) or `smtps://...:465` (implicit TLS)."""
+    """`smtp://user:password@host:587` (STARTTLS required), `smtps://...:465` (implicit TLS),
+    or `smtp+plain://host:port` (no TLS: only for a relay on the same host or in tests)."""
 
     def __init__(self, url: str, sender: str) -> None:
         self.url, self.sender = urlsplit(url), sender
@@ -56,6 +57,6 @@ class SmtpMailer:
             hostname=self.url.hostname, port=self.url.port or (465 if implicit else 587),
             username=unquote(self.url.username) if self.url.username else None,
             password=unquote(self.url.password) if self.url.password else None,
-            use_tls=implicit, start_tls=None if implicit else self.url.scheme == "smtp",
+            use_tls=implicit, start_tls=False if implicit else self.url.scheme == "smtp",
             timeout=15,
         )
