@@ -126,8 +126,6 @@ async def _succeed(auth: Auth, key: bytes, account: queries.Row, password: str,
             await emit(conn, ctx, "auth.login.mfa_required", actor=user(account["id"]),
                        resource=("user", str(account["id"])))
             return token
-        await emit(conn, ctx, "auth.login.succeeded", actor=user(account["id"]),
-                   resource=("user", str(account["id"])), data={"amr": ["pwd"]})
         return await sessions.start(auth, conn, account["id"], ["pwd"], ctx)
 
 

@@ -129,6 +129,4 @@ async def complete_login(auth: Auth, token: str, code: str | None, recovery_code
     amr = ["pwd", "otp" if code else "recovery"]
     async with auth.pool.acquire() as conn, conn.transaction():
         await queries.spend_challenge(conn, crypto.sha256(token), auth.now())
-        await emit(conn, ctx, "auth.login.succeeded", actor=user(user_id),
-                   resource=("user", str(user_id)), data={"amr": amr})
         return await sessions.start(auth, conn, user_id, amr, ctx)

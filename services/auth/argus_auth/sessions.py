@@ -50,7 +50,8 @@ def access_token(auth: Auth, session: dict[str, object], now: datetime) -> str:
 
 
 async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx) -> Issued:
-    """A new session for a user who just authenticated (inside the caller's transaction)."""
+    """A new session for a user who just logged in (inside the caller's transaction); one
+    event, `auth.login.succeeded`, records both the login and the session it opened."""
     now = auth.now()
     session = {
         "id": uuid.uuid4(), "user_id": user_id, "org_id": None, "role": None, "amr": amr,
@@ -60,7 +61,7 @@ async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx)
     await queries.insert_session(conn, session)
     refresh = new_refresh_token()
     await queries.insert_refresh(conn, crypto.sha256(refresh), session["id"], now)
-    await emit(conn, ctx, "auth.session.created", actor=user(user_id),
+    await emit(conn, ctx, "auth.login.succeeded", actor=user(user_id),
                resource=("session", str(session["id"])), data={"amr": amr})
     return Issued(access_token(auth, session, now), refresh, session["id"],
                   auth.config.access_ttl)

@@ -1,0 +1,386 @@
+"""The event envelope, the NATS connection and stream, and the durable pull consumer, against
+the session's real NATS JetStream. Every test reads only its own event type's subject."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from argus_shared import events, xut
+from argus_shared.consumer import Received
+from argus_shared.embedded import EmbeddedNats, free_port
+from argus_shared.nats import CONNECT_TIMEOUT, NatsUnavailable, connect, ensure_stream
+from argus_shared.settings import KeyRing, Settings, format_keyring
+from support.events import (
+    eventually,
+    make_event,
+    open_nats,
+    publish_as_relay,
+    running_consumer,
+    stored_count,
+    unique_type,
+)
+from support.infra import Infra
+
+SERVICE = "audit"
+
+
+@pytest.fixture(scope="module")
+def keys(settings_for: Callable[..., Settings]) -> KeyRing:
+    return settings_for(SERVICE).xut_keys
+
+
+@pytest.fixture(scope="module")
+async def nc(infra: Infra) -> AsyncIterator[Client]:
+    async with open_nats(infra.nats_url, "test-events") as client:
+        yield client
+
+
+@pytest.fixture
+def js(nc: Client) -> JetStreamContext:
+    return nc.jetstream()
+
+
+# --- the envelope -------------------------------------------------------------------------------
+
+
+def full_event() -> events.Event:
+    return events.new_event(
+        "test.thing.created", actor=events.Actor("api_key", "k-7"),
+        resource=events.Resource("thing", "t-9"), org_id=uuid.uuid4(), ip="203.0.113.9",
+        user_agent="curl/8", request_id="req-0001", data={"name": "x", "tags": ["a", "b"]},
+    )
+
+
+def test_new_event_encodes_and_decodes_to_the_same_event() -> None:
+    event = full_event()
+    assert uuid.UUID(event.id).version == 4
+    assert isinstance(event.org_id, str) and uuid.UUID(event.org_id)
+    assert events.decode(events.encode(event)) == event
+
+
+def test_new_event_stamps_a_utc_time_and_fresh_ids() -> None:
+    first, second = full_event(), full_event()
+    assert first.id != second.id
+    occurred = datetime.fromisoformat(first.occurred_at)
+    assert occurred.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - occurred) < timedelta(seconds=5)
+
+
+def test_user_agent_is_cut_at_500_characters() -> None:
+    def with_agent(agent: str | None) -> events.Event:
+        return events.new_event("test.ua", actor=events.Actor("user", "1"),
+                                resource=events.Resource("org", "2"), user_agent=agent)
+
+    assert with_agent("u" * 900).user_agent == "u" * events.USER_AGENT_MAX == "u" * 500
+    assert with_agent("short").user_agent == "short"
+    assert with_agent(None).user_agent is None
+    long = with_agent("é" * 501)
+    assert events.decode(events.encode(long)).user_agent == "é" * 500
+
+
+def envelope(**changes: Any) -> bytes:
+    body = msgspec.to_builtins(full_event())
+    for key, value in changes.items():
+        if value is ...:
+            del body[key]
+        else:
+            body[key] = value
+    return msgspec.json.encode(body)
+
+
+def test_decode_accepts_a_well_formed_envelope() -> None:
+    assert events.decode(envelope()).type == "test.thing.created"
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"surprise": 1}, "unknown top-level field"),
+        ({"actor": {"type": "user", "id": "1", "admin": True}}, "unknown actor field"),
+        ({"id": "not-a-uuid"}, "bad id"),
+        ({"id": ""}, "empty id"),
+        ({"org_id": "org-1"}, "bad org id"),
+        ({"occurred_at": "yesterday"}, "bad timestamp"),
+        ({"occurred_at": "2024-13-40T00:00:00+00:00"}, "impossible date"),
+        ({"occurred_at": "2024-05-01T10:00:00"}, "timestamp without a time zone"),
+        ({"actor": ...}, "missing actor"),
+        ({"type": 5}, "wrong type"),
+    ],
+)
+def test_decode_refuses_a_malformed_envelope(changes: dict[str, Any], why: str) -> None:
+    with pytest.raises((msgspec.ValidationError, msgspec.DecodeError, ValueError)):
+        events.decode(envelope(**changes))
+
+
+def test_decode_refuses_what_is_not_json() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        events.decode(b"{not json")
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "wild.*", "tail.>", "a..b", ".lead", "end."])
+def test_new_event_refuses_a_type_that_is_not_a_subject_token(bad: str) -> None:
+    with pytest.raises(ValueError, match="event type"):
+        events.new_event(bad, actor=events.Actor("user", "1"), resource=events.Resource("o", "2"))
+
+
+def test_subject_is_prefix_service_and_type() -> None:
+    assert events.subject_for("tenant-api", "org.created") == "argus.events.tenant-api.org.created"
+
+
+# --- connecting and the stream ------------------------------------------------------------------
+
+
+async def test_connect_to_a_closed_port_fails_fast_with_one_line_naming_the_address() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(NatsUnavailable) as raised:
+        await connect(f"nats://someone:hunter2@127.0.0.1:{port}", "nobody")
+    elapsed = time.monotonic() - started
+    message = str(raised.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "\n" not in message and "hunter2" not in message
+    assert elapsed < CONNECT_TIMEOUT / 2
+
+
+async def test_ensure_stream_creates_the_stream_once_when_raced(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats", free_port())
+    server.start()
+    try:
+        nc = await connect(server.url, "race")
+        try:
+            js = nc.jetstream()
+            await asyncio.gather(*(ensure_stream(js) for _ in range(6)))
+            info = await js.stream_info(events.STREAM)
+            assert info.config.subjects == [f"{events.SUBJECT_PREFIX}.>"]
+            assert info.config.duplicate_window == 120
+            await js.publish("argus.events.audit.test.kept", b"{}")
+            await asyncio.gather(*(ensure_stream(js) for _ in range(6)))  # again: a no-op
+            assert (await js.stream_info(events.STREAM)).state.messages == 1
+            assert [name async for name in _stream_names(js)] == [events.STREAM]
+        finally:
+            await nc.close()
+    finally:
+        server.stop()
+
+
+async def _stream_names(js: JetStreamContext) -> AsyncIterator[str]:
+    for info in await js.streams_info():
+        yield info.config.name or ""
+
+
+async def test_ensure_stream_on_an_existing_stream_keeps_its_messages(js: JetStreamContext) -> None:
+    subject = events.subject_for(SERVICE, unique_type())
+    await js.publish(subject, b"{}")
+    await asyncio.gather(*(ensure_stream(js) for _ in range(4)))
+    assert await stored_count(js, subject) == 1
+
+
+# --- the consumer -------------------------------------------------------------------------------
+
+
+class Collected:
+    """A batch handler that records what it was given."""
+
+    def __init__(self) -> None:
+        self.items: list[Received] = []
+        self.batches = 0
+
+    async def __call__(self, batch: Sequence[Received]) -> None:
+        self.batches += 1
+        self.items.extend(batch)
+
+    def event_ids(self) -> list[str]:
+        return [r.event.id for r in self.items if r.event is not None]
+
+
+async def test_consumer_delivers_verified_events_with_their_claims(
+    js: JetStreamContext, keys: KeyRing
+) -> None:
+    kind = unique_type()
+    sent = [make_event(kind) for _ in range(3)]
+    for event in sent:
+        await publish_as_relay(js, keys, SERVICE, event, {"sub": "user:u-1", "role": "admin"})
+    seen = Collected()
+    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+                                handler=seen):
+        assert await eventually(lambda: len(seen.items) >= 3)
+    assert [r.error for r in seen.items] == [None, None, None]
+    assert [r.event for r in seen.items] == sent
+    for item, event in zip(seen.items, sent, strict=True):
+        assert item.claims is not None
+        assert (item.claims.sub, item.claims.org, item.claims.role) == (
+            "user:u-1", event.org_id, "admin")
+        assert item.claims.aud == events.EVENTS_AUDIENCE and item.claims.iss == SERVICE
+
+
+async def test_messages_are_acked_only_after_the_handler_returns(
+    js: JetStreamContext, keys: KeyRing
+) -> None:
+    kind = unique_type()
+    for _ in range(3):
+        await publish_as_relay(js, keys, SERVICE, make_event(kind))
+    release = asyncio.Event()
+    seen = Collected()
+
+    async def slow(batch: Sequence[Received]) -> None:
+        await seen(batch)
+        await release.wait()
+
+    durable = f"test-{uuid.uuid4().hex}"
+    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+                                handler=slow, durable=durable):
+        assert await eventually(lambda: len(seen.items) == 3)
+        info = await js.consumer_info(events.STREAM, durable)
+        assert info.num_ack_pending == 3  # handed over, not yet acknowledged
+        release.set()
+
+        async def all_acked() -> bool:
+            return (await js.consumer_info(events.STREAM, durable)).num_ack_pending == 0
+
+        assert await eventually(all_acked)
+
+
+async def test_a_failing_handler_gets_the_same_messages_again_until_it_succeeds(
+    js: JetStreamContext, keys: KeyRing
+) -> None:
+    kind = unique_type()
+    sent = [make_event(kind) for _ in range(3)]
+    for event in sent:
+        await publish_as_relay(js, keys, SERVICE, event)
+    attempts: list[list[str]] = []
+    handled: list[str] = []
+
+    async def flaky(batch: Sequence[Received]) -> None:
+        attempts.append([r.event.id for r in batch if r.event])
+        if len(attempts) <= 2:
+            raise RuntimeError("database hiccup")
+        handled.extend(r.event.id for r in batch if r.event)
+
+    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+                                handler=flaky, ack_wait=2):
+        assert await eventually(lambda: len(handled) >= 3, timeout=15)
+    assert sorted(handled) == sorted(e.id for e in sent)
+    assert len(handled) == 3  # once each, after success
+    assert len(attempts) >= 3
+    failed = {i for batch in attempts[:2] for i in batch}
+    assert failed <= {e.id for e in sent} and failed  # what failed came back
+
+
+async def test_a_restarted_consumer_does_not_handle_acked_messages_again(
+    nc: Client, js: JetStreamContext, keys: KeyRing
+) -> None:
+    kind = unique_type()
+    subject = events.subject_for(SERVICE, kind)
+    first = [make_event(kind) for _ in range(2)]
+    for event in first:
+        await publish_as_relay(js, keys, SERVICE, event)
+    durable = f"test-{uuid.uuid4().hex}"
+    before = Collected()
+    async with running_consumer(js, keys, subject=subject, handler=before, durable=durable,
+                                ack_wait=1):
+        assert await eventually(lambda: len(before.items) == 2)
+    await nc.flush()
+    info = await js.consumer_info(events.STREAM, durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+    late = make_event(kind)
+    await publish_as_relay(js, keys, SERVICE, late)
+    after = Collected()
+    async with running_consumer(js, keys, subject=subject, handler=after, durable=durable,
+                                ack_wait=1):
+        assert await eventually(lambda: len(after.items) >= 1)
+        await asyncio.sleep(1.5)  # longer than ack_wait: anything unacked would be back
+    assert before.event_ids() == [e.id for e in first]
+    assert after.event_ids() == [late.id]
+
+
+async def publish_forged(js: JetStreamContext, keys: KeyRing, kind: str, attack: str) -> str:
+    """Publish one message made wrong in one way; returns its Nats-Msg-Id."""
+    event = make_event(kind)
+    body = events.encode(event)
+    identity = xut.Identity(sub="user:u-1", org=event.org_id)
+    audience, signed_body, signer = events.EVENTS_AUDIENCE, body, keys
+    if attack == "wrong_audience":
+        audience = "files"
+    elif attack == "other_body":
+        signed_body = events.encode(make_event(kind))
+    elif attack == "other_org":
+        identity = xut.Identity(sub="user:u-1", org=str(uuid.uuid4()))
+    elif attack == "foreign_key":
+        signer = KeyRing.parse(format_keyring({keys.current: os.urandom(32)}), "foreign")
+    elif attack == "not_an_event":
+        body = signed_body = b'{"hello": "world"}'
+    token = xut.sign(signer, identity, issuer=SERVICE, audience=audience, body=signed_body)
+    headers = {"Nats-Msg-Id": event.id}
+    if attack == "garbage_token":
+        headers[xut.HEADER] = "v1.k1.not.a-token"
+    elif attack != "no_token":
+        headers[xut.HEADER] = token
+    await js.publish(events.subject_for(SERVICE, kind), body, headers=headers)
+    return event.id
+
+
+FORGERIES = {
+    "no_token": "missing_token",
+    "garbage_token": "token_",
+    "foreign_key": "token_",
+    "wrong_audience": "token_wrong_audience",
+    "other_body": "token_body_mismatch",
+    "other_org": "org_mismatch",
+    "not_an_event": "bad_envelope",
+}
+
+
+async def test_forged_messages_reach_the_handler_with_a_reason_and_no_event(
+    js: JetStreamContext, keys: KeyRing
+) -> None:
+    kind = unique_type()
+    good = make_event(kind)
+    await publish_as_relay(js, keys, SERVICE, good)
+    ids = {await publish_forged(js, keys, kind, attack): attack for attack in FORGERIES}
+    seen = Collected()
+    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+                                handler=seen):
+        assert await eventually(lambda: len(seen.items) >= 1 + len(FORGERIES))
+    assert len(seen.items) == 1 + len(FORGERIES)  # nothing dropped, nothing twice
+    assert [r.event for r in seen.items if r.error is None] == [good]
+    for item in seen.items:
+        if item.error is None:
+            continue
+        attack = ids[item.msg.headers["Nats-Msg-Id"]]  # type: ignore[index]
+        assert item.event is None, attack
+        assert item.error.startswith(FORGERIES[attack]), (attack, item.error)
+        assert item.raw == item.msg.data
+
+
+async def test_the_consumer_keeps_going_after_a_handler_settles_a_message_itself(
+    js: JetStreamContext, keys: KeyRing
+) -> None:
+    kind = unique_type()
+    await publish_forged(js, keys, kind, "no_token")
+    seen = Collected()
+
+    async def quarantine(batch: Sequence[Received]) -> None:
+        for item in batch:
+            if item.error:
+                await item.msg.term()  # the handler may settle a poison message itself
+        await seen(batch)
+
+    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+                                handler=quarantine):
+        assert await eventually(lambda: len(seen.items) == 1)
+        good = make_event(kind)
+        await publish_as_relay(js, keys, SERVICE, good)
+        assert await eventually(lambda: good.id in seen.event_ids(), timeout=5)
