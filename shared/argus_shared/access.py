@@ -105,6 +105,7 @@ class Revocations:
     def __init__(self) -> None:
         self.sessions: set[str] = set()
         self.users: dict[str, float] = {}
+        self.members: dict[tuple[str, str], float] = {}  # (org, user) removed at
         self._task: asyncio.Task[None] | None = None
         self._kv: Any = None
         self._stopping = False
@@ -154,18 +155,30 @@ class Revocations:
 
     def _apply(self, key: str, value: bytes | None, operation: Any) -> None:
         kind, _, ident = key.partition(".")
-        if operation is not None and str(operation).endswith(("DEL", "PURGE")):
-            self.sessions.discard(ident) if kind == "sid" else self.users.pop(ident, None)
-        elif kind == "sid":
-            self.sessions.add(ident)
-        elif kind == "user" and value:
-            self.users[ident] = float(value.decode())
+        deleted = operation is not None and str(operation).endswith(("DEL", "PURGE"))
+        if kind == "sid":
+            (self.sessions.discard if deleted else self.sessions.add)(ident)
+        elif kind == "user":
+            self._set(self.users, ident, None if deleted else value)
+        elif kind == "member":
+            org, _, user_id = ident.partition(".")
+            self._set(self.members, (org, user_id), None if deleted else value)
+
+    @staticmethod
+    def _set(table: dict[Any, float], key: Any, value: bytes | None) -> None:
+        if value:
+            table[key] = float(value.decode())
+        else:
+            table.pop(key, None)
 
     def revoked(self, claims: AccessClaims) -> bool:
         if claims.sid in self.sessions:
             return True
-        since = self.users.get(claims.sub)
-        return since is not None and claims.iat <= since
+        for since in (self.users.get(claims.sub),
+                      self.members.get((claims.org, claims.sub)) if claims.org else None):
+            if since is not None and claims.iat <= since:
+                return True
+        return False
 
     @staticmethod
     async def revoke_session(js: JetStreamContext, session_id: str) -> None:
@@ -177,6 +190,14 @@ class Revocations:
         """Every token of the user issued up to `at` (default now) stops working."""
         kv = await Revocations.bucket(js)
         await kv.put(f"user.{user_id}", str(int(time.time() if at is None else at)).encode())
+
+
+async def revoke_membership(js: JetStreamContext, org_id: str, user_id: str,
+                            at: float | None = None) -> None:
+    """Tokens of `user_id` scoped to `org_id`, issued up to now, stop working everywhere."""
+    kv = await Revocations.bucket(js)
+    await kv.put(f"member.{org_id}.{user_id}",
+                 str(int(time.time() if at is None else at)).encode())
 
 
 class AccessVerifier:
@@ -241,3 +262,87 @@ def bearer_token(request: web.Request) -> str | None:
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return request.cookies.get(ACCESS_COOKIE)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who calls a user route: a signed-in user, or an API key of one org's project."""
+
+    kind: str  # "user" or "api_key"
+    id: str
+    org: str | None
+    role: str | None = None
+    scopes: tuple[str, ...] = ()
+    auth_time: int | None = None
+    project: str | None = None
+
+    @classmethod
+    def of_user(cls, claims: AccessClaims) -> Principal:
+        return cls("user", claims.sub, claims.org, claims.role, (), claims.auth_time)
+
+    @property
+    def sub(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+API_KEY_PREFIX = "argus_sk_"
+API_KEY_REVOKED_SUBJECT = "argus.cache.api_key_revoked"
+API_KEY_CACHE_SECONDS = 30.0
+
+
+class ApiKeys:
+    """API-key introspection answers (from auth over NATS), cached for
+    `API_KEY_CACHE_SECONDS` and dropped at once when auth announces a revocation."""
+
+    def __init__(self, call: Callable[[str], Awaitable[dict[str, Any]]]) -> None:
+        self.call = call
+        self.entries: dict[bytes, tuple[float, dict[str, Any]]] = {}
+        self._sub: Any = None
+
+    async def start(self, nc: Any) -> None:
+        async def forget(msg: Any) -> None:
+            self.forget(msg.data.decode())
+
+        self._sub = await nc.subscribe(API_KEY_REVOKED_SUBJECT, cb=forget)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def lookup(self, secret: str) -> dict[str, Any]:
+        digest = hashlib.sha256(secret.encode()).digest()
+        hit = self.entries.get(digest)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        answer = await self.call(secret)
+        self.entries[digest] = (time.monotonic() + API_KEY_CACHE_SECONDS, answer)
+        return answer
+
+    def forget(self, key_id: str) -> None:
+        for digest, (_, answer) in list(self.entries.items()):
+            if answer.get("id") == key_id:
+                del self.entries[digest]
+
+    async def principal(self, secret: str) -> Principal:
+        from argus_shared.nats import RpcError
+
+        try:
+            answer = await self.lookup(secret)
+        except RpcError as exc:
+            if exc.status == 404:
+                raise unauthenticated("the API key is not valid") from None
+            raise Problem(503, "API keys cannot be checked right now") from None
+        return Principal("api_key", answer["id"], answer["org_id"], None,
+                         tuple(answer["scopes"]), None, answer["project_id"])
+
+
+def api_key_of(request: web.Request) -> str | None:
+    given = request.headers.get("X-API-Key")
+    if given:
+        return given.strip()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip().startswith(API_KEY_PREFIX):
+        return token.strip()
+    return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.errors import MsgAlreadyAckdError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -114,7 +115,13 @@ class Consumer:
                 log.warning("consumer fetch failed", extra={"error": str(exc)[:200]})
                 await asyncio.sleep(backoff)
                 continue
-            await self.process(msgs)
+            try:
+                await self.process(msgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let one batch end the loop; unacked come back
+                log.warning("consumer batch failed", extra={"error": str(exc)[:200]})
+                await asyncio.sleep(backoff)
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         batch = [verify_message(self.keys, msg) for msg in msgs]
@@ -130,5 +137,6 @@ class Consumer:
                     await item.msg.nak(delay=1.0)
             return
         for item in batch:
-            await item.msg.ack()
+            with contextlib.suppress(MsgAlreadyAckdError):  # the handler settled it itself
+                await item.msg.ack()
         self.handled += len(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,8 @@ STREAM = "ARGUS_EVENTS"
 SUBJECT_PREFIX = "argus.events"
 EVENTS_AUDIENCE = "argus.events"
 USER_AGENT_MAX = 500
+# an event type becomes the tail of a NATS subject: dot-separated tokens, no wildcards or spaces
+EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 class Actor(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,6 +55,7 @@ def new_event(
     request_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> Event:
+    check_type(type)
     return Event(
         id=str(uuid.uuid4()),
         type=type,
@@ -64,6 +68,12 @@ def new_event(
         request_id=request_id,
         data=data or {},
     )
+
+
+def check_type(event_type: str) -> None:
+    """Raise `ValueError` unless `event_type` can be the tail of a subject (`org.member.added`)."""
+    if not EVENT_TYPE_RE.fullmatch(event_type):
+        raise ValueError(f"event type {event_type[:100]!r} is not dot-separated words")
 
 
 def subject_for(service: str, event_type: str) -> str:
@@ -80,5 +90,6 @@ def decode(raw: bytes) -> Event:
     uuid.UUID(event.id)
     if event.org_id is not None:
         uuid.UUID(event.org_id)
-    datetime.fromisoformat(event.occurred_at)
+    if datetime.fromisoformat(event.occurred_at).tzinfo is None:
+        raise ValueError("occurred_at has no time zone")
     return event

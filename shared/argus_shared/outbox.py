@@ -24,6 +24,9 @@ MAX_BACKOFF = 10.0
 PUBLISH_TIMEOUT = 5.0
 XUT_LIFETIME = 300
 KEEP_SENT = "7 days"
+# NATS's default max_payload (1 MiB) less room for the headers: a row the relay cannot publish
+# would block every row after it, so emit refuses it while the caller can still roll back
+MAX_PAYLOAD_BYTES = 1024 * 1024 - 16 * 1024
 
 INSERT = """
 insert into outbox (id, subject, org_id, payload, headers) values ($1, $2, $3, $4, $5)
@@ -45,7 +48,13 @@ async def emit(
     role: str | None = None,
     scopes: tuple[str, ...] = (),
 ) -> None:
-    """Queue `event` in the caller's transaction. The actor becomes the X-User-Token subject."""
+    """Queue `event` in the caller's transaction. The actor becomes the X-User-Token subject.
+    Raises `ValueError` for an event the relay could never publish (bad type, too large)."""
+    events.check_type(event.type)
+    payload = events.encode(event)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"event {event.type} is too large to publish: {len(payload)} bytes "
+                         f"(at most {MAX_PAYLOAD_BYTES})")
     headers: dict[str, Any] = {"sub": f"{event.actor.type}:{event.actor.id}"}
     if role:
         headers["role"] = role
@@ -53,8 +62,7 @@ async def emit(
         headers["scopes"] = list(scopes)
     tracing.inject(headers)
     await conn.execute(
-        INSERT, event.id, events.subject_for(service, event.type), event.org_id,
-        events.encode(event), headers,
+        INSERT, event.id, events.subject_for(service, event.type), event.org_id, payload, headers,
     )
 
 

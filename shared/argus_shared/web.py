@@ -24,8 +24,12 @@ from nats.aio.client import Client as NatsClient
 from argus_shared import xut
 from argus_shared.access import (
     ACCESS_CLAIMS,
+    PRINCIPAL,
     AccessClaims,
     AccessVerifier,
+    ApiKeys,
+    Principal,
+    api_key_of,
     bearer_token,
     unauthenticated,
 )
@@ -50,6 +54,7 @@ READY_KEY = web.AppKey("ready_checks", dict)
 ROUTES_KEY = web.AppKey("routes", list)
 OPENAPI_KEY = web.AppKey("openapi", dict)
 ACCESS_KEY = web.AppKey("access_verifier", AccessVerifier)
+API_KEYS_KEY = web.AppKey("api_keys", ApiKeys)
 
 PROBES = frozenset({"/healthz", "/readyz"})
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -193,7 +198,9 @@ def limit_principal(request: web.Request, org: str | None, api_key: str | None) 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """`auth="service"` routes need a valid X-User-Token addressed to this service; `auth="user"`
-    routes need a valid, unrevoked access token, with one of `route.roles` when it names any."""
+    routes need a valid, unrevoked access token, or an API key with one of `route.scopes`.
+    Roles are checked by the handler once the org of the path is known to be the caller's, so
+    another org's resource is a 404 before it could be a 403."""
     route = route_of(request)
     if route is not None and route.auth == "service":
         claims = request[XUT_CLAIMS] = verify_request_token(request)
@@ -201,13 +208,29 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
             request, claims.org, claims.principal_id if claims.principal_type == "api_key" else None
         )
     elif route is not None and route.auth == "user":
-        access = request[ACCESS_CLAIMS] = await verify_access_token(request)
-        limit_principal(request, access.org, None)
-        settings = request.app[SETTINGS_KEY]
-        request.app[LIMITER_KEY].hit(f"user:{access.sub}", settings.rate_limit_ip_per_minute)
-        if route.roles and access.role not in route.roles:
-            raise Problem(403, f"this needs one of the roles {', '.join(route.roles)} in the org")
+        principal = request[PRINCIPAL] = await authenticate_user(request, route)
+        limit_principal(request, principal.org,
+                        principal.id if principal.kind == "api_key" else None)
+        if principal.kind == "user":
+            settings = request.app[SETTINGS_KEY]
+            request.app[LIMITER_KEY].hit(f"user:{principal.id}",
+                                         settings.rate_limit_ip_per_minute)
     return await handler(request)
+
+
+async def authenticate_user(request: web.Request, route: Route) -> Principal:
+    """An access token, or an API key on routes that name the scopes a key needs."""
+    secret = api_key_of(request)
+    if secret is not None:
+        resolver = request.app.get(API_KEYS_KEY)
+        if not route.scopes or resolver is None:
+            raise unauthenticated("this route does not accept API keys")
+        principal = await resolver.principal(secret)
+        if not set(route.scopes) & set(principal.scopes):
+            raise Problem(403, f"the API key needs one of the scopes {', '.join(route.scopes)}")
+        return principal
+    access = request[ACCESS_CLAIMS] = await verify_access_token(request)
+    return Principal.of_user(access)
 
 
 async def verify_access_token(request: web.Request) -> AccessClaims:

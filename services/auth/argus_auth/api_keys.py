@@ -6,7 +6,6 @@ introspect a key over NATS; answers are cached briefly and a revocation clears t
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,13 +15,12 @@ from argus_auth import queries
 from argus_auth.core import Auth
 from argus_auth.events import Ctx, emit, user
 from argus_shared import crypto, db, xut
+from argus_shared.access import API_KEY_PREFIX as PREFIX
+from argus_shared.access import API_KEY_REVOKED_SUBJECT as REVOKED_SUBJECT
 from argus_shared.errors import Problem
 from argus_shared.nats import RpcError
 
-PREFIX = "argus_sk_"
 DISPLAY_PREFIX = 14
-CACHE_SECONDS = 30.0
-REVOKED_SUBJECT = "argus.cache.api_key_revoked"
 
 
 def new_secret() -> str:
@@ -118,29 +116,6 @@ async def introspect(auth: Auth, secret: str) -> dict[str, Any]:
     return {"id": str(row["id"]), "org_id": str(row["org_id"]),
             "project_id": str(row["project_id"]), "scopes": list(row["scopes"]),
             "valid_until": valid_until.isoformat() if valid_until else None}
-
-
-class IntrospectionCache:
-    """What other services keep: introspection answers for `CACHE_SECONDS`, dropped at once
-    when auth announces a revocation."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.entries: dict[bytes, tuple[float, dict[str, Any]]] = {}
-
-    async def lookup(self, secret: str) -> dict[str, Any]:
-        digest = crypto.sha256(secret)
-        hit = self.entries.get(digest)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        answer = await self.call(secret)
-        self.entries[digest] = (time.monotonic() + CACHE_SECONDS, answer)
-        return answer
-
-    def forget(self, key_id: str) -> None:
-        for digest, (_, answer) in list(self.entries.items()):
-            if answer["id"] == key_id:
-                del self.entries[digest]
 
 
 async def introspect_handler(auth: Auth, claims: xut.Claims, payload: Any) -> dict[str, Any]:

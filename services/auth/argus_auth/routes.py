@@ -14,7 +14,7 @@ from argus_auth.events import Ctx
 from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
 from argus_shared.errors import Problem
 from argus_shared.request import CLIENT_IP, REQUEST_ID
-from argus_shared.routing import Route
+from argus_shared.routing import Route, route_of
 from argus_shared.validation import parse_json
 from argus_shared.web import LIMITER_KEY
 
@@ -280,6 +280,9 @@ def org_scope(request: web.Request) -> tuple[UUID, UUID, UUID]:
     org_id = uuid_param(request, "org_id")
     if claims.org is None or UUID(claims.org) != org_id:
         raise Problem(404, "not found")
+    route = route_of(request)
+    if route is not None and route.roles and claims.role not in route.roles:
+        raise Problem(403, f"this needs one of the roles {', '.join(route.roles)} in the org")
     return org_id, uuid_param(request, "project_id"), UUID(claims.sub)
 
 

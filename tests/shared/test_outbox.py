@@ -1,0 +1,287 @@
+"""The transactional outbox and its relay, against real PostgreSQL and NATS JetStream.
+
+These tests use the `webhooks` schema's outbox, which no other test module writes to, so a relay
+here only ever sees this module's rows; each test still reads only its own event type."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from argus_shared import events, outbox, xut
+from argus_shared.consumer import verify_message
+from argus_shared.embedded import EmbeddedNats, free_port
+from argus_shared.outbox import Relay
+from argus_shared.settings import SERVICES, Settings, schema_of
+from support.events import (
+    emit_all,
+    eventually,
+    make_event,
+    open_nats,
+    open_pool,
+    pending,
+    relay_all,
+    stored_count,
+    stream_messages,
+    unique_type,
+)
+from support.infra import Infra
+
+SERVICE = "webhooks"
+
+
+@pytest.fixture(scope="module")
+def settings(settings_for: Callable[..., Settings]) -> Settings:
+    return settings_for(SERVICE)
+
+
+@pytest.fixture(scope="module")
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    async with open_pool(settings) as created:
+        yield created
+
+
+@pytest.fixture(scope="module")
+async def nc(infra: Infra) -> AsyncIterator[Client]:
+    async with open_nats(infra.nats_url, "test-outbox") as client:
+        yield client
+
+
+@pytest.fixture
+def js(nc: Client) -> JetStreamContext:
+    return nc.jetstream()
+
+
+@pytest.fixture
+def relay(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings) -> Relay:
+    return Relay(pool, js, service=SERVICE, keys=settings.xut_keys)
+
+
+async def row(pool: asyncpg.Pool, event_id: str) -> asyncpg.Record | None:
+    async with pool.acquire() as conn:
+        return await conn.fetchrow("select * from outbox where id = $1", event_id)
+
+
+async def test_an_event_emitted_in_a_rolled_back_transaction_is_never_published(
+    pool: asyncpg.Pool, js: JetStreamContext, relay: Relay
+) -> None:
+    kind = unique_type()
+    dropped, kept = make_event(kind), make_event(kind)
+    await emit_all(pool, SERVICE, [dropped], commit=False)
+    await emit_all(pool, SERVICE, [kept])
+    assert await row(pool, dropped.id) is None
+    assert await relay_all(relay) >= 1
+    messages = await stream_messages(js, events.subject_for(SERVICE, kind), expect=1, wait=2)
+    assert [m.headers["Nats-Msg-Id"] for m in messages] == [kept.id]  # type: ignore[index]
+
+
+async def test_a_committed_event_is_published_signed_and_marked_sent(
+    pool: asyncpg.Pool, js: JetStreamContext, relay: Relay, settings: Settings
+) -> None:
+    kind = unique_type()
+    event = make_event(kind)
+    await emit_all(pool, SERVICE, [event], role="admin", scopes=("things:read",))
+    stored = await row(pool, event.id)
+    assert stored is not None and stored["sent_at"] is None
+    assert stored["subject"] == f"argus.events.{SERVICE}.{kind}"
+
+    assert await relay_all(relay) >= 1
+    [message] = await stream_messages(js, events.subject_for(SERVICE, kind), expect=1)
+    assert message.headers is not None
+    assert message.headers["Nats-Msg-Id"] == event.id
+    received = verify_message(settings.xut_keys, message)
+    assert received.error is None and received.event == event
+    claims = received.claims
+    assert claims is not None
+    assert claims.sub == "user:u-1" and claims.org == event.org_id
+    assert claims.aud == events.EVENTS_AUDIENCE and claims.iss == SERVICE
+    assert claims.role == "admin" and claims.scopes == ["things:read"]
+    assert claims.rid == event.request_id
+    assert claims.bh == hashlib.sha256(message.data).hexdigest()
+    with pytest.raises(xut.TokenError, match="body_mismatch"):  # bound to this body alone
+        xut.verify(settings.xut_keys, message.headers[xut.HEADER],
+                   audience=events.EVENTS_AUDIENCE, body=message.data + b" ")
+    sent = await row(pool, event.id)
+    assert sent is not None and sent["sent_at"] is not None
+
+
+async def test_the_relay_is_woken_by_notify_rather_than_its_poll(
+    pool: asyncpg.Pool, js: JetStreamContext, relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "POLL_SECONDS", 60.0)  # only a NOTIFY can wake it in time
+    kind = unique_type()
+    subject = events.subject_for(SERVICE, kind)
+    await relay.start()
+    try:
+        for n in range(1, 4):  # each emit after the relay has gone back to waiting
+            await emit_all(pool, SERVICE, [make_event(kind)])
+            assert await eventually(lambda n=n: _at_least(js, subject, n), timeout=10), n
+    finally:
+        await relay.stop()
+
+
+async def _at_least(js: JetStreamContext, subject: str, n: int) -> bool:
+    return await stored_count(js, subject) >= n
+
+
+async def test_events_wait_while_nats_is_down_and_all_go_out_once_it_returns(
+    pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    server = EmbeddedNats(tmp_path / "nats", free_port())
+    server.start()
+    try:
+        async with open_nats(server.url, "relay-outage") as client:
+            js = client.jetstream()
+            relay = Relay(pool, js, service=SERVICE, keys=settings.xut_keys)
+            kind = unique_type()
+            subject = events.subject_for(SERVICE, kind)
+            batch = [make_event(kind) for _ in range(20)]
+            ids = [e.id for e in batch]
+            await relay.start()
+            try:
+                server.stop()
+                await emit_all(pool, SERVICE, batch)
+                await asyncio.sleep(1.5)  # the relay tries, and fails, meanwhile
+                assert await pending(pool, ids) == 20  # waiting, not lost
+                server.start()
+                assert await eventually(lambda: _none_pending(pool, ids), timeout=20)
+            finally:
+                await relay.stop()
+            assert await stored_count(js, subject) == 20
+            messages = await stream_messages(js, subject, expect=20)
+            assert sorted(m.headers["Nats-Msg-Id"] for m in messages) == sorted(ids)  # type: ignore[index]
+    finally:
+        server.stop()
+
+
+async def _none_pending(pool: asyncpg.Pool, ids: list[str]) -> bool:
+    return await pending(pool, ids) == 0
+
+
+async def test_republishing_an_event_is_dropped_by_the_streams_dedup(
+    pool: asyncpg.Pool, js: JetStreamContext, relay: Relay
+) -> None:
+    kind = unique_type()
+    event = make_event(kind)
+    await emit_all(pool, SERVICE, [event])
+    assert await relay_all(relay) == 1
+    async with pool.acquire() as conn:  # as if the relay died after publishing, before marking
+        await conn.execute("update outbox set sent_at = null where id = $1", event.id)
+    assert await relay.relay_once() == 1  # published again...
+    assert await relay.relay_once() == 0
+    assert await pending(pool, [event.id]) == 0
+    assert await stored_count(js, events.subject_for(SERVICE, kind)) == 1  # ...and dropped
+
+
+async def test_two_relays_on_one_table_publish_each_event_once(
+    pool: asyncpg.Pool, js: JetStreamContext, settings: Settings
+) -> None:
+    kind = unique_type()
+    subject = events.subject_for(SERVICE, kind)
+    batch = [make_event(kind) for _ in range(450)]
+    ids = [e.id for e in batch]
+    relays = [Relay(pool, js, service=SERVICE, keys=settings.xut_keys) for _ in range(2)]
+    for one in relays:
+        await one.start()
+    try:
+        await emit_all(pool, SERVICE, batch)
+        assert await eventually(lambda: _none_pending(pool, ids), timeout=20)
+    finally:
+        for one in relays:
+            await one.stop()
+    assert sum(one.published for one in relays) == 450  # no row claimed by both
+    assert await stored_count(js, subject) == 450
+    messages = await stream_messages(js, subject, expect=450)
+    counts = Counter(m.headers["Nats-Msg-Id"] for m in messages)  # type: ignore[index]
+    assert set(counts) == set(ids) and set(counts.values()) == {1}
+
+
+async def test_the_relay_keeps_delivering_after_losing_its_listener_connection(
+    settings: Settings, js: JetStreamContext, admin: asyncpg.Connection
+) -> None:
+    async with open_pool(settings, max_size=2) as small:  # a leaked connection would starve it
+        relay = Relay(small, js, service=SERVICE, keys=settings.xut_keys)
+        await relay.start()
+        try:
+            kind = unique_type()
+            subject = events.subject_for(SERVICE, kind)
+            first = await _listener_pid(admin, relay.channel)
+            assert first is not None
+            assert await admin.fetchval("select pg_terminate_backend($1)", first)
+            await emit_all(small, SERVICE, [make_event(kind)])
+            assert await eventually(lambda: _at_least(js, subject, 1), timeout=10)
+            second = await _listener_pid(admin, relay.channel)
+            assert second is not None and second != first  # it listens again
+        finally:
+            await relay.stop()
+
+
+async def _listener_pid(admin: asyncpg.Connection, channel: str) -> int | None:
+    """The backend of the one live connection that has LISTENed on `channel`."""
+
+    async def find() -> int | None:
+        return await admin.fetchval(
+            "select pid from pg_stat_activity where query = $1 and state = 'idle'"
+            " and pid <> pg_backend_pid()", f'LISTEN "{channel}"',
+        )
+
+    await eventually(find, timeout=5)
+    return await find()
+
+
+async def test_an_event_too_large_for_nats_is_refused_at_emit_not_left_to_block_the_outbox(
+    pool: asyncpg.Pool, js: JetStreamContext, relay: Relay
+) -> None:
+    kind = unique_type()
+    huge = events.new_event(kind, actor=events.Actor("user", "u"),
+                            resource=events.Resource("blob", "b"), data={"blob": "x" * 2_000_000})
+    with pytest.raises(ValueError, match="too large"):
+        await emit_all(pool, SERVICE, [huge])
+    assert await row(pool, huge.id) is None
+    after = make_event(kind)
+    await emit_all(pool, SERVICE, [after])
+    await relay_all(relay)
+    assert await stored_count(js, events.subject_for(SERVICE, kind)) == 1
+
+
+async def test_purge_removes_only_rows_sent_long_ago(pool: asyncpg.Pool, relay: Relay) -> None:
+    kind = unique_type()
+    old, recent, waiting = (make_event(kind) for _ in range(3))
+    await emit_all(pool, SERVICE, [old, recent, waiting])
+    async with pool.acquire() as conn:
+        await conn.execute("update outbox set sent_at = now() - interval '8 days' where id = $1",
+                           old.id)
+        await conn.execute("update outbox set sent_at = now() - interval '6 days' where id = $1",
+                           recent.id)
+    await relay.purge_sent()
+    assert await row(pool, old.id) is None
+    assert await row(pool, recent.id) is not None
+    assert await pending(pool, [waiting.id]) == 1
+    async with pool.acquire() as conn:  # leave nothing pending for the other tests' relays
+        await conn.execute("update outbox set sent_at = now() where id = any($1::uuid[])",
+                           [recent.id, waiting.id])
+
+
+async def test_an_event_whose_type_is_no_subject_is_refused_at_emit(pool: asyncpg.Pool) -> None:
+    event = make_event(unique_type())
+    bad = events.Event(id=event.id, type="has space", actor=event.actor,
+                       resource=event.resource, occurred_at=event.occurred_at)
+    with pytest.raises(ValueError, match="event type"):
+        await emit_all(pool, SERVICE, [bad])
+    assert await row(pool, bad.id) is None
+
+
+def test_the_relay_listens_on_the_channel_the_trigger_notifies(settings: Settings) -> None:
+    # the trigger notifies 'argus_outbox_' || its schema; a service name may have a dash
+    for service in SERVICES:
+        one = Relay(None, None, service=service, keys=settings.xut_keys)  # type: ignore[arg-type]
+        assert one.channel == f"argus_outbox_{schema_of(service)}"
+
