@@ -29,6 +29,7 @@ CONNECT_TIMEOUT = 5.0
 STREAM_MAX_AGE = 7 * 24 * 3600
 DUPLICATE_WINDOW = 2 * 60
 RPC_PREFIX = "argus.rpc"
+RPC_CONCURRENCY = 64  # requests one `serve` handles at once; more wait in the subscription
 
 
 class NatsUnavailable(Exception):
@@ -157,7 +158,22 @@ async def serve(
     """Answer `argus.rpc.<service>.<method>` (queue group per service): the X-User-Token must
     be addressed to `service` and bound to the request body; errors go back as {"error": ...}."""
 
+    # nats-py runs one subscription's callbacks one after another: a slow answer would hold up
+    # every other request, so each is answered in its own task (at most RPC_CONCURRENCY at once)
+    slots = asyncio.Semaphore(RPC_CONCURRENCY)
+    running: set[asyncio.Task[None]] = set()
+
     async def on_message(msg: Msg) -> None:
+        await slots.acquire()
+        task = asyncio.create_task(_traced(msg))
+        running.add(task)
+        task.add_done_callback(_finished)
+
+    def _finished(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        slots.release()
+
+    async def _traced(msg: Msg) -> None:
         with tracing.tracer("argus.rpc").start_as_current_span(
             f"rpc {service}.{method}", context=tracing.extract(msg.headers),
             kind=trace.SpanKind.SERVER,
@@ -177,7 +193,10 @@ async def serve(
             log.exception("rpc handler failed", extra={"subject": msg.subject})
             reply = {"error": {"status": 500, "detail": "internal error"}}
         if msg.reply:
-            await msg.respond(msgspec.json.encode(reply))
+            try:
+                await msg.respond(msgspec.json.encode(reply))
+            except Exception as exc:  # the connection is closing; the caller times out
+                log.warning("rpc reply failed", extra={"error": str(exc)[:200]})
 
     return await nc.subscribe(rpc_subject(service, method), queue=service, cb=on_message)
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -64,6 +65,29 @@ async def emit(
     await conn.execute(
         INSERT, event.id, events.subject_for(service, event.type), event.org_id, payload, headers,
     )
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Who is asking, from where: carried into every event a request causes."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+async def record(
+    conn: asyncpg.Connection, service: str, ctx: Ctx, event_type: str, *,
+    actor: tuple[str, str], resource: tuple[str, str], org_id: object = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Build an event from the request context and queue it in the caller's transaction."""
+    event = events.new_event(
+        event_type, actor=events.Actor(*actor), resource=events.Resource(*resource),
+        org_id=None if org_id is None else str(org_id), ip=ctx.ip, user_agent=ctx.user_agent,
+        request_id=ctx.request_id, data=data,
+    )
+    await emit(conn, service, event)
 
 
 def message_headers(

@@ -15,23 +15,26 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 
-from argus_shared import db
+from argus_shared import db, xut
+from argus_shared.access import AccessVerifier, ApiKeys, JwksCache, Revocations
 from argus_shared.embedded import port_free
 from argus_shared.logs import setup_logging
 from argus_shared.migrate import MigrationError, migrate, migrations_for
 from argus_shared.nats import NatsUnavailable, connect, ensure_stream
+from argus_shared.nats import request as nats_request
 from argus_shared.outbox import Relay
 from argus_shared.request import XUT_CLAIMS
 from argus_shared.routing import Route
 from argus_shared.settings import OWNER_ROLE, ConfigError, Settings
 from argus_shared.tracing import setup_tracing, tracing_middleware
-from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY, build_app
+from argus_shared.web import ACCESS_KEY, API_KEYS_KEY, NATS_KEY, POOL_KEY, SETTINGS_KEY, build_app
 
 log = logging.getLogger("argus.runner")
 READY_TIMEOUT = 2.0
@@ -135,6 +138,41 @@ async def whoami(request: web.Request) -> web.Response:
         {"sub": claims.sub, "org": claims.org, "role": claims.role, "iss": claims.iss,
          "request_id": claims.rid}
     )
+
+
+def user_authentication(
+    auth_url: str, issuer: str, audience: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that lets a service (other than auth) accept end users: access tokens
+    checked against auth's JWKS with revocations honoured, and API keys introspected by auth."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings, nc = app[SETTINGS_KEY], app[NATS_KEY]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+
+            async def fetch(url: str) -> dict[str, Any]:
+                async with http.get(url) as response:
+                    response.raise_for_status()
+                    return await response.json()
+
+            async def introspect(secret: str) -> dict[str, Any]:
+                return await nats_request(
+                    nc, settings.xut_keys, issuer=settings.service, service="auth",
+                    method="introspect_api_key", payload={"key": secret},
+                    identity=xut.Identity(sub=f"service:{settings.service}"))
+
+            revocations = Revocations()
+            await revocations.start(nc.jetstream())
+            app[ACCESS_KEY] = AccessVerifier(
+                JwksCache(f"{auth_url}/.well-known/jwks.json", fetch), issuer=issuer,
+                audience=audience, revocations=revocations)
+            api_keys = app[API_KEYS_KEY] = ApiKeys(introspect)
+            await api_keys.start(nc)
+            yield
+            await api_keys.stop()
+            await revocations.stop()
+
+    return context
 
 
 def standard_routes() -> list[Route]:

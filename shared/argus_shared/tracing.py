@@ -55,14 +55,20 @@ def tracing_middleware() -> Any:
         if request.path in UNTRACED_PATHS:
             return await handler(request)
         name = f"{request.method} {template_of(request)}"
+        # the span's status is ours to set: an HTTPException may be a redirect, not an error
         with tracer("argus.http").start_as_current_span(
             name, context=extract(request.headers), kind=trace.SpanKind.SERVER,
             attributes={"http.request.method": request.method, "url.path": request.path},
+            record_exception=False, set_status_on_exception=False,
         ) as span:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
                 _set_status(span, exc.status)
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR)
                 raise
             _set_status(span, response.status)
             return response
@@ -83,7 +89,8 @@ def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
 
 
 def extract(headers: Mapping[str, str] | None) -> context.Context:
-    return propagate.extract(dict(headers or {}))
+    """The context carried by `traceparent`/`tracestate` in `headers`, whatever their case."""
+    return propagate.extract({name.lower(): value for name, value in (headers or {}).items()})
 
 
 def tracer(name: str = "argus") -> trace.Tracer:

@@ -13,6 +13,7 @@ import math
 import secrets
 import uuid
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from argus_auth import mfa, queries, sessions
@@ -20,6 +21,7 @@ from argus_auth.core import Auth
 from argus_auth.events import ANONYMOUS, Ctx, emit, user
 from argus_shared import crypto
 from argus_shared.errors import Problem
+from argus_shared.nats import RpcError
 
 log = logging.getLogger("argus.auth.accounts")
 INVALID_LOGIN = "invalid email or password"
@@ -227,3 +229,18 @@ async def confirm_email_change(auth: Auth, token: str, ctx: Ctx) -> None:
             raise Problem(400, "the confirmation link is invalid, used or expired")
         await emit(conn, ctx, "auth.email.changed", actor=user(row["user_id"]),
                    resource=("user", str(row["user_id"])))
+
+
+async def user_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:
+    """Another service asks for the email of the user it acts for (never of someone else)."""
+    try:
+        user_id = UUID(payload["user_id"])
+    except (KeyError, TypeError, ValueError):
+        raise RpcError(400, "send user_id") from None
+    if claims.sub != f"user:{user_id}":
+        raise RpcError(403, "only the user's own account")
+    async with auth.pool.acquire() as conn:
+        account = await queries.user_by_id(conn, user_id)
+    if account is None:
+        raise RpcError(404, "no such user")
+    return {"email": account["email"], "verified": account["email_verified_at"] is not None}

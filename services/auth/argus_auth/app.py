@@ -8,7 +8,7 @@ from functools import partial
 import aiohttp
 from aiohttp import web
 
-from argus_auth import api_keys
+from argus_auth import accounts, api_keys
 from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
 from argus_auth.mail import MailboxMailer, Mailer, SmtpMailer
@@ -63,9 +63,14 @@ async def _auth_context(settings: Settings, config: AuthConfig,
         )
         app[AUTH_KEY] = auth
         app[ACCESS_KEY] = verifier
-        rpc = await serve(nc, settings.xut_keys, service=SERVICE, method="introspect_api_key",
-                          handler=partial(api_keys.introspect_handler, auth))
+        subscriptions = [
+            await serve(nc, settings.xut_keys, service=SERVICE, method="introspect_api_key",
+                        handler=partial(api_keys.introspect_handler, auth)),
+            await serve(nc, settings.xut_keys, service=SERVICE, method="user",
+                        handler=partial(accounts.user_rpc, auth)),
+        ]
         yield
-        await rpc.unsubscribe()
+        for sub in subscriptions:
+            await sub.unsubscribe()
     await revocations.stop()
     passwords.close()

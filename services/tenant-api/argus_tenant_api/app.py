@@ -1,15 +1,56 @@
-"""The tenant-api service's application: wiring only."""
+"""tenant-api's application: wiring only."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from functools import partial
+
 from aiohttp import web
 
-from argus_shared.runner import service_app
+from argus_shared.metrics import METRICS_KEY
+from argus_shared.nats import serve
+from argus_shared.runner import service_app, user_authentication
 from argus_shared.settings import Settings
+from argus_shared.web import NATS_KEY, POOL_KEY
+from argus_tenant_api import rpc
+from argus_tenant_api.config import CONFIG_KEY, TenantConfig
 from argus_tenant_api.routes import ROUTES
+from argus_tenant_api.wallet import Reconciler
 
 SERVICE = "tenant-api"
+RECONCILER_KEY = web.AppKey("reconciler", Reconciler)
 
 
-def create_app(settings: Settings) -> web.Application:
-    return service_app(settings, ROUTES, title="Argus tenant-api")
+def create_app(settings: Settings, config: TenantConfig | None = None) -> web.Application:
+    config = config or TenantConfig.from_env()
+    app = service_app(settings, ROUTES, title="Argus tenant-api", cleanup_ctx=[
+        user_authentication(config.auth_url, config.auth_issuer, config.auth_audience),
+        partial(_rpc, settings), _reconciliation,
+    ])
+    app[CONFIG_KEY] = config
+    return app
+
+
+async def _rpc(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    sub = await serve(app[NATS_KEY], settings.xut_keys, service=SERVICE, method="membership",
+                      handler=partial(rpc.membership, app[POOL_KEY]))
+    yield
+    await sub.unsubscribe()
+
+
+async def _reconciliation(app: web.Application) -> AsyncIterator[None]:
+    reconciler = app[RECONCILER_KEY] = Reconciler(app[POOL_KEY], app[METRICS_KEY].registry)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(app[CONFIG_KEY].reconcile_seconds)
+            with contextlib.suppress(Exception):
+                await reconciler.run()
+
+    task = asyncio.create_task(loop(), name="wallet-reconciliation")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

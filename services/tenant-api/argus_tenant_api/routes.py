@@ -1,11 +1,396 @@
-"""The tenant-api service's route table: thin handlers that parse, call the domain, respond.
-
-Every service also serves /healthz, /readyz, /metrics, /openapi.json and /internal/whoami
-(argus_shared.runner). The service's own routes arrive with its issue.
-"""
+"""tenant-api's route table: thin handlers that parse, authorise, call the domain, respond."""
 
 from __future__ import annotations
 
-from argus_shared.routing import Route
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
 
-ROUTES: list[Route] = []
+import msgspec
+from aiohttp import web
+
+from argus_shared import db, xut
+from argus_shared.access import PRINCIPAL, revoke_membership
+from argus_shared.errors import Problem
+from argus_shared.nats import RpcError
+from argus_shared.nats import request as rpc_request
+from argus_shared.outbox import record
+from argus_shared.routing import Route
+from argus_shared.validation import decode, parse_json, parse_query, read_body
+from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
+from argus_tenant_api import exports, members, queries, schemas, wallet
+from argus_tenant_api.config import CONFIG_KEY
+from argus_tenant_api.scope import ADMIN, OWNER, READ, authorise, ctx_of, uuid_param
+
+SERVICE = "tenant-api"
+INVITATION_DAYS = 7
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status,
+                        content_type="application/json")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def org_view(row: queries.Row) -> dict[str, Any]:
+    return {"org_id": str(row["org_id"]), "name": row["name"], "slug": row["slug"],
+            "plan": row["plan"], "require_mfa": row["require_mfa"],
+            "audit_retention_days": row["audit_retention_days"]}
+
+
+def user_id_of(request: web.Request) -> UUID:
+    principal = request[PRINCIPAL]
+    if principal.kind != "user":
+        raise Problem(403, "this needs a signed-in user, not an API key")
+    return UUID(principal.id)
+
+
+def tx(request: web.Request, org_id: UUID | None = None) -> Any:
+    principal = request[PRINCIPAL]
+    org = org_id or uuid_param(request, "org_id")
+    return db.tenant_tx(request.app[POOL_KEY], org, principal.id)
+
+
+# orgs -------------------------------------------------------------------------------------------
+
+async def create_org(request: web.Request) -> web.Response:
+    user_id = user_id_of(request)
+    body = await parse_json(request, schemas.NewOrg)
+    org_id = uuid.uuid4()
+    async with tx(request, org_id) as conn:
+        if not await queries.insert_org(conn, org_id, body.name, body.slug):
+            raise Problem(409, f"the slug {body.slug!r} is taken", title="Slug taken")
+        await queries.insert_wallet(conn, org_id)
+        await queries.insert_member(conn, org_id, user_id, "owner", None)
+        await record(conn, SERVICE, ctx_of(request), "org.created", actor=("user", str(user_id)),
+                     resource=("org", str(org_id)), org_id=org_id, data={"slug": body.slug})
+        row = await queries.org(conn, org_id)
+    return json(org_view(row), 201)
+
+
+async def my_orgs(request: web.Request) -> web.Response:
+    user_id = user_id_of(request)
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await queries.orgs_of_user(conn, user_id)
+    return json([{"org_id": str(r["org_id"]), "name": r["name"], "slug": r["slug"],
+                  "plan": r["plan"], "role": r["role"]} for r in rows])
+
+
+async def get_org(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, READ)
+        row = await queries.org(conn, scope.org_id)
+    return json(org_view(row))
+
+
+async def update_org(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.OrgChanges)
+    changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+    if not changes:
+        raise Problem(422, "nothing to change")
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        if "plan" in changes and scope.role != "owner":
+            raise Problem(403, "only an owner changes the plan")
+        row = await queries.update_org(conn, scope.org_id, changes)
+        await record(conn, SERVICE, ctx_of(request), "org.updated", actor=scope.actor,
+                     resource=("org", str(scope.org_id)), org_id=scope.org_id, data=changes)
+    return json(org_view(row))
+
+
+async def delete_org(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, OWNER)
+        await queries.delete_org(conn, scope.org_id)
+        purge_by = datetime.now(UTC) + timedelta(days=7)
+        await record(conn, SERVICE, ctx_of(request), "org.deleted", actor=scope.actor,
+                     resource=("org", str(scope.org_id)), org_id=scope.org_id,
+                     data={"purge_by": purge_by.isoformat()})
+    return web.Response(status=204)
+
+
+# members ----------------------------------------------------------------------------------------
+
+async def list_members(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, READ)
+        rows = await queries.members(conn, scope.org_id)
+    return json([{"user_id": str(r["user_id"]), "role": r["role"], "email": r["email"],
+                  "created_at": iso(r["created_at"])} for r in rows])
+
+
+async def change_member(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.RoleChange)
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        target = uuid_param(request, "user_id")
+        before = await members.change_role(conn, scope, target, body.role)
+        await record(conn, SERVICE, ctx_of(request), "org.member.role_changed",
+                     actor=scope.actor, resource=("user", str(target)), org_id=scope.org_id,
+                     data={"from": before, "to": body.role})
+    await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target))
+    return json({"user_id": str(target), "role": body.role})
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, READ)
+        target = uuid_param(request, "user_id")
+        role = await members.remove(conn, scope, target)
+        await record(conn, SERVICE, ctx_of(request), "org.member.removed", actor=scope.actor,
+                     resource=("user", str(target)), org_id=scope.org_id, data={"role": role})
+    await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target))
+    return web.Response(status=204)
+
+
+# invitations ------------------------------------------------------------------------------------
+
+def invitation_view(row: queries.Row) -> dict[str, Any]:
+    return {"id": str(row["id"]), "email": row["email"], "role": row["role"],
+            "expires_at": iso(row["expires_at"]), "accepted_at": iso(row["accepted_at"]),
+            "revoked_at": iso(row["revoked_at"])}
+
+
+async def invite(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.NewInvitation)
+    token = secrets.token_urlsafe(32)
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        row = await queries.insert_invitation(conn, {
+            "org_id": scope.org_id, "id": uuid.uuid4(), "email": body.email.lower(),
+            "role": body.role, "token_hash": hashlib.sha256(token.encode()).digest(),
+            "invited_by": scope.user_id,
+            "expires_at": datetime.now(UTC) + timedelta(days=INVITATION_DAYS)})
+        await record(conn, SERVICE, ctx_of(request), "org.invitation.created", actor=scope.actor,
+                     resource=("invitation", str(row["id"])), org_id=scope.org_id,
+                     data={"role": body.role})
+    return json({"token": token, "invitation": invitation_view(row)}, 201)
+
+
+async def list_invitations(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        rows = await queries.invitations(conn, scope.org_id)
+    return json([invitation_view(r) for r in rows])
+
+
+async def revoke_invitation(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        invitation_id = uuid_param(request, "invitation_id")
+        if not await queries.revoke_invitation(conn, scope.org_id, invitation_id):
+            raise Problem(404, "not found")
+        await record(conn, SERVICE, ctx_of(request), "org.invitation.revoked", actor=scope.actor,
+                     resource=("invitation", str(invitation_id)), org_id=scope.org_id)
+    return web.Response(status=204)
+
+
+async def accept_invitation(request: web.Request) -> web.Response:
+    user_id = user_id_of(request)
+    body = await parse_json(request, schemas.AcceptInvitation)
+    async with request.app[POOL_KEY].acquire() as conn:
+        digest = hashlib.sha256(body.token.encode()).digest()
+        found = await queries.invitation_by_token(conn, digest)
+    if found is None or found["accepted_at"] or found["revoked_at"] or \
+            found["expires_at"] <= datetime.now(UTC):
+        raise Problem(400, "the invitation is invalid, used, revoked or expired")
+    account = await user_account(request, user_id)
+    if not account.get("verified") or account.get("email") != found["email"]:
+        raise Problem(403, "sign in with the verified account of the invited email")
+    async with tx(request, found["org_id"]) as conn:
+        if not await queries.accept_invitation(conn, found["org_id"], found["id"]):
+            raise Problem(400, "the invitation is invalid, used, revoked or expired")
+        if not await queries.insert_member(conn, found["org_id"], user_id, found["role"],
+                                           found["email"]):
+            raise Problem(409, "you are already a member")
+        await record(conn, SERVICE, ctx_of(request), "org.member.added",
+                     actor=("user", str(user_id)), resource=("user", str(user_id)),
+                     org_id=found["org_id"], data={"role": found["role"], "via": "invitation"})
+    return json({"org_id": str(found["org_id"]), "role": found["role"]})
+
+
+async def user_account(request: web.Request, user_id: UUID) -> dict[str, Any]:
+    settings = request.app[SETTINGS_KEY]
+    try:
+        return await rpc_request(
+            request.app[NATS_KEY], settings.xut_keys, issuer=SERVICE, service="auth",
+            method="user", payload={"user_id": str(user_id)},
+            identity=xut.Identity(sub=f"user:{user_id}"))
+    except RpcError:
+        raise Problem(503, "accounts cannot be checked right now; try again later") from None
+
+
+# projects ---------------------------------------------------------------------------------------
+
+def project_view(row: queries.Row) -> dict[str, Any]:
+    return {"id": str(row["id"]), "name": row["name"], "created_at": iso(row["created_at"])}
+
+
+async def create_project(request: web.Request) -> web.Response:
+    body = await parse_json(request, schemas.NewProject)
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        row = await queries.insert_project(conn, scope.org_id, uuid.uuid4(), body.name,
+                                           scope.user_id)
+        await record(conn, SERVICE, ctx_of(request), "project.created", actor=scope.actor,
+                     resource=("project", str(row["id"])), org_id=scope.org_id)
+    return json(project_view(row), 201)
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, READ)
+        rows = await queries.projects(conn, scope.org_id)
+    return json([project_view(r) for r in rows])
+
+
+async def get_project(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, READ)
+        row = await queries.project(conn, scope.org_id, uuid_param(request, "project_id"))
+    if row is None:
+        raise Problem(404, "not found")
+    return json(project_view(row))
+
+
+async def delete_project(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        project_id = uuid_param(request, "project_id")
+        if not await queries.delete_project(conn, scope.org_id, project_id):
+            raise Problem(404, "not found")
+        await record(conn, SERVICE, ctx_of(request), "project.deleted", actor=scope.actor,
+                     resource=("project", str(project_id)), org_id=scope.org_id)
+    return web.Response(status=204)
+
+
+# wallet -----------------------------------------------------------------------------------------
+
+async def get_wallet(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, READ)
+        row = await queries.wallet(conn, scope.org_id)
+    return json({"balance_cents": row["balance_cents"]})
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    query = parse_query(request, schemas.EntriesQuery)
+    after = wallet.decode_cursor(query.cursor) if query.cursor else None
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, READ)
+        rows = await queries.entries_page(conn, scope.org_id, after, query.limit)
+    next_cursor = wallet.encode_cursor(rows[-1]) if len(rows) == query.limit else None
+    return json({"entries": [wallet.entry_view(r) for r in rows], "next_cursor": next_cursor})
+
+
+async def deposit(request: web.Request) -> web.Response:
+    return await _money(request, "deposit")
+
+
+async def charge(request: web.Request) -> web.Response:
+    return await _money(request, "charge")
+
+
+async def _money(request: web.Request, kind: str) -> web.Response:
+    key = request.headers.get(IDEMPOTENCY_HEADER, "")
+    if not 1 <= len(key) <= 200:
+        raise Problem(400, f"money requests need an {IDEMPOTENCY_HEADER} header (1-200 chars)",
+                      title="Idempotency-Key required")
+    if request.content_type != "application/json":
+        raise Problem(415, "send the body as application/json")
+    raw = await read_body(request, request.app[SETTINGS_KEY].max_body_bytes)
+    body = decode(raw, schemas.Money)
+    endpoint = f"{request.method} {kind}"
+    digest = wallet.request_hash(endpoint, raw)
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+        previous = await wallet.replayed(conn, scope, endpoint, key, digest)
+        if previous is not None:
+            status, stored = previous
+            response = json(stored, status)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        if kind == "charge":
+            wallet.check_step_up(scope, body.amount_cents,
+                                 request.app[CONFIG_KEY].step_up_threshold_cents,
+                                 datetime.now(UTC).timestamp())
+        result = await wallet.move(conn, scope, kind, body.amount_cents, body.description,
+                                   ctx_of(request))
+        await queries.insert_idempotency(conn, scope.org_id, endpoint, key, digest, 201, result)
+    return json(result, 201)
+
+
+# exports ----------------------------------------------------------------------------------------
+
+async def export_ledger(request: web.Request) -> web.StreamResponse:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+    return await exports.stream_csv(
+        request, request.app[POOL_KEY], scope.org_id, scope.principal.id, queries.ENTRIES_EXPORT,
+        ("id", "kind", "amount_cents", "description", "actor", "created_at"), "ledger.csv")
+
+
+async def export_members(request: web.Request) -> web.StreamResponse:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn, ADMIN)
+    return await exports.stream_csv(
+        request, request.app[POOL_KEY], scope.org_id, scope.principal.id, queries.MEMBERS_EXPORT,
+        ("user_id", "email", "role", "created_at"), "members.csv")
+
+
+ORG = "/orgs/{org_id}"
+T = {"tags": ("orgs",)}
+ROUTES: list[Route] = [
+    Route("POST", "/orgs", create_org, "Create an org (you become its owner)",
+          body=schemas.NewOrg, response=schemas.Org, status=201, **T),
+    Route("GET", "/orgs", my_orgs, "The orgs I belong to", **T),
+    Route("GET", ORG, get_org, "An org", response=schemas.Org, scopes=("tenant:read",), **T),
+    Route("PATCH", ORG, update_org, "Change an org (owners/admins; plan: owners)",
+          body=schemas.OrgChanges, response=schemas.Org, roles=ADMIN, **T),
+    Route("DELETE", ORG, delete_org, "Delete an org and schedule its purge (owner)",
+          status=204, roles=OWNER, **T),
+    Route("GET", ORG + "/members", list_members, "Members", scopes=("tenant:read",),
+          tags=("members",)),
+    Route("PATCH", ORG + "/members/{user_id}", change_member, "Change a member's role",
+          body=schemas.RoleChange, roles=ADMIN, tags=("members",)),
+    Route("DELETE", ORG + "/members/{user_id}", remove_member, "Remove a member (or leave)",
+          status=204, tags=("members",)),
+    Route("POST", ORG + "/invitations", invite, "Invite by email (token shown once)",
+          body=schemas.NewInvitation, status=201, roles=ADMIN, tags=("invitations",)),
+    Route("GET", ORG + "/invitations", list_invitations, "Pending and past invitations",
+          roles=ADMIN, tags=("invitations",)),
+    Route("DELETE", ORG + "/invitations/{invitation_id}", revoke_invitation,
+          "Revoke an invitation", status=204, roles=ADMIN, tags=("invitations",)),
+    Route("POST", "/invitations/accept", accept_invitation,
+          "Accept an invitation (verified account with the invited email)",
+          body=schemas.AcceptInvitation, tags=("invitations",)),
+    Route("POST", ORG + "/projects", create_project, "Create a project", body=schemas.NewProject,
+          status=201, roles=ADMIN, tags=("projects",)),
+    Route("GET", ORG + "/projects", list_projects, "Projects", scopes=("tenant:read",),
+          tags=("projects",)),
+    Route("GET", ORG + "/projects/{project_id}", get_project, "A project",
+          scopes=("tenant:read",), tags=("projects",)),
+    Route("DELETE", ORG + "/projects/{project_id}", delete_project, "Delete a project",
+          status=204, roles=ADMIN, tags=("projects",)),
+    Route("GET", ORG + "/wallet", get_wallet, "The wallet balance", response=schemas.Wallet,
+          scopes=("wallet:read",), tags=("wallet",)),
+    Route("GET", ORG + "/wallet/entries", list_entries, "Ledger entries (cursor pages)",
+          query=schemas.EntriesQuery, scopes=("wallet:read",), tags=("wallet",)),
+    Route("POST", ORG + "/wallet/deposits", deposit, "Deposit (Idempotency-Key required)",
+          body=schemas.Money, status=201, roles=ADMIN, scopes=("wallet:write",),
+          tags=("wallet",)),
+    Route("POST", ORG + "/wallet/charges", charge,
+          "Charge (Idempotency-Key; step-up above the threshold)", body=schemas.Money,
+          status=201, roles=ADMIN, scopes=("wallet:write",), tags=("wallet",)),
+    Route("GET", ORG + "/exports/ledger.csv", export_ledger, "Ledger entries as CSV",
+          roles=ADMIN, tags=("exports",)),
+    Route("GET", ORG + "/exports/members.csv", export_members, "Members as CSV", roles=ADMIN,
+          tags=("exports",)),
+]

@@ -1,0 +1,33 @@
+"""tenant-api's own settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from argus_shared.settings import Env
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    auth_url: str = "http://127.0.0.1:8101"
+    auth_issuer: str = "argus-auth"
+    auth_audience: str = "argus"
+    step_up_threshold_cents: int = 500_00
+    reconcile_seconds: int = 300
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantConfig:
+        env = Env(environ)
+        return cls(
+            auth_url=(env.str("ARGUS_AUTH_URL", cls.auth_url) or cls.auth_url).rstrip("/"),
+            auth_issuer=env.str("ARGUS_AUTH_ISSUER", cls.auth_issuer) or cls.auth_issuer,
+            auth_audience=env.str("ARGUS_AUTH_AUDIENCE", cls.auth_audience) or cls.auth_audience,
+            step_up_threshold_cents=env.int("ARGUS_STEP_UP_THRESHOLD_CENTS", 500_00, 0),
+            reconcile_seconds=env.int("ARGUS_RECONCILE_SECONDS", 300, 1),
+        )
+
+
+CONFIG_KEY = web.AppKey("tenant_config", TenantConfig)

@@ -1,0 +1,228 @@
+"""Every SQL statement of tenant-api, as named functions. Org-scoped ones run inside a tenant
+transaction (RLS) and also filter by org_id."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Row = asyncpg.Record
+
+
+async def insert_org(conn: Conn, org_id: UUID, name: str, slug: str) -> bool:
+    status = await conn.execute(
+        "insert into orgs (org_id, name, slug) values ($1, $2, $3) on conflict (slug) do nothing",
+        org_id, name, slug,
+    )
+    return status.endswith(" 1")
+
+
+async def insert_wallet(conn: Conn, org_id: UUID) -> None:
+    await conn.execute("insert into wallets (org_id) values ($1)", org_id)
+
+
+async def org(conn: Conn, org_id: UUID) -> Row | None:
+    return await conn.fetchrow(
+        "select * from orgs where org_id = $1 and deleted_at is null", org_id
+    )
+
+
+async def update_org(conn: Conn, org_id: UUID, changes: dict[str, Any]) -> Row:
+    columns = list(changes)
+    assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(columns))
+    return await conn.fetchrow(
+        f"update orgs set {assignments} where org_id = $1 returning *",
+        org_id, *changes.values(),
+    )
+
+
+async def delete_org(conn: Conn, org_id: UUID) -> None:
+    await conn.execute("update orgs set deleted_at = now() where org_id = $1", org_id)
+
+
+async def orgs_of_user(conn: Conn, user_id: UUID) -> list[Row]:
+    return await conn.fetch("select * from orgs_of_user($1)", user_id)
+
+
+async def role_of(conn: Conn, org_id: UUID, user_id: UUID) -> str | None:
+    return await conn.fetchval(
+        "select m.role from memberships m join orgs o on o.org_id = m.org_id"
+        " where m.org_id = $1 and m.user_id = $2 and o.deleted_at is null",
+        org_id, user_id,
+    )
+
+
+async def insert_member(conn: Conn, org_id: UUID, user_id: UUID, role: str,
+                        email: str | None) -> bool:
+    status = await conn.execute(
+        "insert into memberships (org_id, user_id, role, email) values ($1, $2, $3, $4)"
+        " on conflict do nothing",
+        org_id, user_id, role, email,
+    )
+    return status.endswith(" 1")
+
+
+async def members(conn: Conn, org_id: UUID) -> list[Row]:
+    return await conn.fetch(
+        "select user_id, role, email, created_at from memberships where org_id = $1"
+        " order by created_at, user_id", org_id,
+    )
+
+
+async def owners_for_update(conn: Conn, org_id: UUID) -> list[UUID]:
+    rows = await conn.fetch(
+        "select user_id from memberships where org_id = $1 and role = 'owner' for update", org_id
+    )
+    return [row["user_id"] for row in rows]
+
+
+async def set_role(conn: Conn, org_id: UUID, user_id: UUID, role: str) -> bool:
+    status = await conn.execute(
+        "update memberships set role = $3 where org_id = $1 and user_id = $2",
+        org_id, user_id, role,
+    )
+    return status.endswith(" 1")
+
+
+async def delete_member(conn: Conn, org_id: UUID, user_id: UUID) -> bool:
+    status = await conn.execute(
+        "delete from memberships where org_id = $1 and user_id = $2", org_id, user_id
+    )
+    return status.endswith(" 1")
+
+
+async def insert_invitation(conn: Conn, values: dict[str, Any]) -> Row:
+    return await conn.fetchrow(
+        "insert into invitations (org_id, id, email, role, token_hash, invited_by, expires_at)"
+        " values ($1, $2, $3, $4, $5, $6, $7)"
+        " returning org_id, id, email, role, expires_at, accepted_at, revoked_at, created_at",
+        values["org_id"], values["id"], values["email"], values["role"], values["token_hash"],
+        values["invited_by"], values["expires_at"],
+    )
+
+
+async def invitations(conn: Conn, org_id: UUID) -> list[Row]:
+    return await conn.fetch(
+        "select org_id, id, email, role, expires_at, accepted_at, revoked_at, created_at"
+        " from invitations where org_id = $1 order by created_at", org_id,
+    )
+
+
+async def revoke_invitation(conn: Conn, org_id: UUID, invitation_id: UUID) -> bool:
+    status = await conn.execute(
+        "update invitations set revoked_at = now() where org_id = $1 and id = $2"
+        " and revoked_at is null and accepted_at is null", org_id, invitation_id,
+    )
+    return status.endswith(" 1")
+
+
+async def invitation_by_token(conn: Conn, token_hash: bytes) -> Row | None:
+    return await conn.fetchrow("select * from invitation_by_token($1)", token_hash)
+
+
+async def accept_invitation(conn: Conn, org_id: UUID, invitation_id: UUID) -> bool:
+    status = await conn.execute(
+        "update invitations set accepted_at = now() where org_id = $1 and id = $2"
+        " and accepted_at is null and revoked_at is null and expires_at > now()",
+        org_id, invitation_id,
+    )
+    return status.endswith(" 1")
+
+
+async def insert_project(conn: Conn, org_id: UUID, project_id: UUID, name: str,
+                         created_by: UUID) -> Row:
+    return await conn.fetchrow(
+        "insert into projects (org_id, id, name, created_by) values ($1, $2, $3, $4)"
+        " returning *", org_id, project_id, name, created_by,
+    )
+
+
+async def projects(conn: Conn, org_id: UUID) -> list[Row]:
+    return await conn.fetch(
+        "select * from projects where org_id = $1 order by created_at, id", org_id
+    )
+
+
+async def project(conn: Conn, org_id: UUID, project_id: UUID) -> Row | None:
+    return await conn.fetchrow(
+        "select * from projects where org_id = $1 and id = $2", org_id, project_id
+    )
+
+
+async def delete_project(conn: Conn, org_id: UUID, project_id: UUID) -> bool:
+    status = await conn.execute(
+        "delete from projects where org_id = $1 and id = $2", org_id, project_id
+    )
+    return status.endswith(" 1")
+
+
+async def wallet_for_update(conn: Conn, org_id: UUID) -> Row | None:
+    return await conn.fetchrow(
+        "select * from wallets where org_id = $1 for update", org_id
+    )
+
+
+async def wallet(conn: Conn, org_id: UUID) -> Row | None:
+    return await conn.fetchrow("select * from wallets where org_id = $1", org_id)
+
+
+async def insert_entry(conn: Conn, values: dict[str, Any]) -> Row:
+    return await conn.fetchrow(
+        "insert into ledger_entries (org_id, id, kind, amount_cents, description, actor)"
+        " values ($1, $2, $3, $4, $5, $6) returning *",
+        values["org_id"], values["id"], values["kind"], values["amount_cents"],
+        values["description"], values["actor"],
+    )
+
+
+async def add_to_balance(conn: Conn, org_id: UUID, cents: int) -> int:
+    return await conn.fetchval(
+        "update wallets set balance_cents = balance_cents + $2, updated_at = now()"
+        " where org_id = $1 returning balance_cents", org_id, cents,
+    )
+
+
+async def entries_page(conn: Conn, org_id: UUID, after: tuple[Any, UUID] | None,
+                       limit: int) -> list[Row]:
+    if after is None:
+        return await conn.fetch(
+            "select * from ledger_entries where org_id = $1 order by created_at, id limit $2",
+            org_id, limit,
+        )
+    return await conn.fetch(
+        "select * from ledger_entries where org_id = $1 and (created_at, id) > ($2, $3)"
+        " order by created_at, id limit $4", org_id, after[0], after[1], limit,
+    )
+
+
+ENTRIES_EXPORT = ("select id, kind, amount_cents, description, actor, created_at"
+                  " from ledger_entries where org_id = $1 order by created_at, id")
+MEMBERS_EXPORT = ("select user_id, email, role, created_at from memberships"
+                  " where org_id = $1 order by created_at, user_id")
+
+
+async def lock_idempotency(conn: Conn, org_id: UUID, endpoint: str, key: str) -> None:
+    await conn.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))",
+                       f"{org_id}:{endpoint}:{key}")
+
+
+async def idempotency(conn: Conn, org_id: UUID, endpoint: str, key: str) -> Row | None:
+    return await conn.fetchrow(
+        "select request_hash, status, response from idempotency_keys"
+        " where org_id = $1 and endpoint = $2 and key = $3", org_id, endpoint, key,
+    )
+
+
+async def insert_idempotency(conn: Conn, org_id: UUID, endpoint: str, key: str,
+                             request_hash: bytes, status: int, response: Any) -> None:
+    await conn.execute(
+        "insert into idempotency_keys (org_id, endpoint, key, request_hash, status, response)"
+        " values ($1, $2, $3, $4, $5, $6)", org_id, endpoint, key, request_hash, status, response,
+    )
+
+
+async def wallet_mismatches(conn: Conn) -> list[Row]:
+    return await conn.fetch("select * from reconcile_wallets()")

@@ -1,0 +1,78 @@
+"""Request and response types of tenant-api (strict: unknown fields are refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from argus_shared.validation import Strict
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
+Plan = Literal["free", "pro", "team", "enterprise"]
+Role = Literal["owner", "admin", "member", "viewer"]
+InviteRole = Literal["admin", "member", "viewer"]
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
+MAX_CENTS = 100_000_000_00  # 100 million in the currency's major unit
+Cents = Annotated[int, msgspec.Meta(ge=1, le=MAX_CENTS)]
+
+
+class NewOrg(Strict):
+    name: Name
+    slug: Slug
+
+
+class OrgChanges(Strict):
+    name: Name | None = None
+    plan: Plan | None = None
+    require_mfa: bool | None = None
+    audit_retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+
+
+class RoleChange(Strict):
+    role: Role
+
+
+class NewInvitation(Strict):
+    email: Email
+    role: InviteRole
+
+
+class AcceptInvitation(Strict):
+    token: Annotated[str, msgspec.Meta(min_length=20, max_length=100)]
+
+
+class NewProject(Strict):
+    name: Name
+
+
+class Money(Strict):
+    amount_cents: Cents
+    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class EntriesQuery(Strict):
+    cursor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
+
+
+class Org(msgspec.Struct):
+    org_id: str
+    name: str
+    slug: str
+    plan: str
+    require_mfa: bool
+    audit_retention_days: int | None
+
+
+class Entry(msgspec.Struct):
+    id: str
+    kind: str
+    amount_cents: int
+    description: str
+    created_at: str
+
+
+class Wallet(msgspec.Struct):
+    balance_cents: int

@@ -1,0 +1,74 @@
+"""Who may touch an org's resources: the path's org must be the caller's (a member, by
+tenant-api's own membership table, or an API key of that org), else 404; then the role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from aiohttp import web
+
+from argus_shared.access import PRINCIPAL, Principal
+from argus_shared.errors import Problem
+from argus_shared.outbox import Ctx
+from argus_shared.request import CLIENT_IP, REQUEST_ID
+from argus_tenant_api import queries
+
+READ = ("owner", "admin", "member", "viewer")
+WRITE = ("owner", "admin", "member")
+ADMIN = ("owner", "admin")
+OWNER = ("owner",)
+
+
+@dataclass(frozen=True)
+class Scope:
+    org_id: UUID
+    principal: Principal
+    role: str | None  # None for an API key
+
+    @property
+    def actor(self) -> tuple[str, str]:
+        return (self.principal.kind, self.principal.id)
+
+    @property
+    def user_id(self) -> UUID | None:
+        return UUID(self.principal.id) if self.principal.kind == "user" else None
+
+
+def not_found() -> Problem:
+    return Problem(404, "not found")
+
+
+def uuid_param(request: web.Request, name: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise not_found() from None
+
+
+def ctx_of(request: web.Request) -> Ctx:
+    return Ctx(ip=request.get(CLIENT_IP), user_agent=request.headers.get("User-Agent"),
+               request_id=request.get(REQUEST_ID))
+
+
+async def authorise(request: web.Request, conn: queries.Conn, roles: tuple[str, ...]) -> Scope:
+    """Inside the org's tenant transaction: 404 unless the caller belongs to the org, then 403
+    unless its role is one of `roles` (API keys were already checked for their scopes)."""
+    org_id = uuid_param(request, "org_id")
+    principal = request[PRINCIPAL]
+    if principal.kind == "api_key":
+        if principal.org is None or UUID(principal.org) != org_id:
+            raise not_found()
+        if await queries.org(conn, org_id) is None:
+            raise not_found()
+        return Scope(org_id, principal, None)
+    role = await queries.role_of(conn, org_id, UUID(principal.id))
+    if role is None:
+        raise not_found()
+    if role not in roles:
+        raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
+    return Scope(org_id, principal, role)
+
+
+def org_of_path(request: web.Request) -> UUID:
+    return uuid_param(request, "org_id")
