@@ -26,7 +26,7 @@ async def test_slugs_are_unique(suite: Suite) -> None:
     owner = await suite.user()
     slug = f"dup-{uuid.uuid4().hex[:6]}"
     await suite.org(owner, slug)
-    status, problem = await suite.call("POST", "/orgs", owner.token, {"name": "x", "slug": slug})
+    status, _ = await suite.call("POST", "/orgs", owner.token, {"name": "x", "slug": slug})
     assert status == 409
 
 
