@@ -11,6 +11,8 @@ from argus_shared.cli.stack import Stack
 from argus_shared.settings import Settings
 from support.infra import Infra, start_infra
 
+pytest_plugins = ["support.auth_service", "support.suite"]
+
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:

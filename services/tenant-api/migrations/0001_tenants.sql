@@ -136,3 +136,7 @@ language sql stable security definer set search_path = tenant_api, pg_temp as $$
     group by w.org_id, w.balance_cents
     having w.balance_cents <> coalesce(sum(e.amount_cents), 0)
 $$;
+
+-- Append-only and idempotency records: the runtime role may add and read, never change.
+revoke update, delete, truncate on ledger_entries from argus_tenant_api;
+revoke update, delete, truncate on idempotency_keys from argus_tenant_api;

@@ -1,0 +1,196 @@
+"""Tenant isolation, generated from the route tables of every service: for each route that takes
+a resource id, a member of org A gets 404 (never 403, never data) for org B's resource, for
+reads and writes, by user token and by API key. A new route is covered without a new test; a
+route whose path parameter or body has no sample here fails until one is added. Plus the same
+rules checked at SQL level for the runtime role."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+
+from argus_auth.routes import ROUTES as AUTH_ROUTES
+from argus_shared import db
+from argus_shared.routing import Route
+from argus_shared.settings import Settings
+from argus_tenant_api.routes import ROUTES as TENANT_ROUTES
+from support.suite import Suite, User
+
+SERVICES: dict[str, list[Route]] = {"auth": AUTH_ROUTES, "tenant-api": TENANT_ROUTES}
+PARAM = re.compile(r"\{([^}:]+)")
+SAMPLE_BODIES: dict[str, Any] = {
+    "OrgChanges": {"name": "renamed"}, "RoleChange": {"role": "viewer"},
+    "NewInvitation": {"email": "someone@example.com", "role": "member"},
+    "NewProject": {"name": "p"}, "Money": {"amount_cents": 100},
+    "NewApiKey": {"name": "k", "scopes": ["files:read"]}, "RotateApiKey": {},
+}
+ID_ROUTES = [(service, route) for service, routes in SERVICES.items() for route in routes
+             if route.auth == "user" and PARAM.search(route.path)]
+
+
+@dataclass
+class Tenant:
+    owner: User
+    org: str
+    scoped: str  # the owner's token switched into the org
+    project: str
+    invitation: str
+    member: User
+    api_key: dict[str, Any]
+    session: str
+
+
+async def tenant(suite: Suite) -> Tenant:
+    owner = await suite.user()
+    org = await suite.org(owner)
+    project = await suite.project(org, owner)
+    member = await suite.member(org, owner, "member")
+    _, invited = await suite.call("POST", f"/orgs/{org}/invitations", owner.token,
+                                  {"email": "pending@example.com", "role": "viewer"})
+    key = await suite.api_key(org, owner, project,
+                              ["tenant:read", "wallet:read", "wallet:write", "files:read"])
+    _, sessions = await suite.auth.call("GET", "/sessions", owner.token)
+    return Tenant(owner, org, await suite.switch(owner, org), project, invited["invitation"]["id"],
+                  member, key, sessions[0]["id"])
+
+
+def path_for(route: Route, victim: Tenant) -> str:
+    values = {"org_id": victim.org, "project_id": victim.project, "user_id": victim.member.id,
+              "invitation_id": victim.invitation, "key_id": victim.api_key["api_key"]["id"],
+              "session_id": victim.session}
+    missing = [p for p in PARAM.findall(route.path) if p not in values]
+    assert not missing, f"add an org-B sample for {missing} ({route.method} {route.path})"
+    return PARAM.sub(lambda m: "{" + m.group(1), route.path).format(**values)
+
+
+def body_for(route: Route) -> Any:
+    if route.body is None:
+        return None
+    assert route.body.__name__ in SAMPLE_BODIES, f"add a sample body for {route.body.__name__}"
+    return SAMPLE_BODIES[route.body.__name__]
+
+
+async def send(suite: Suite, service: str, route: Route, path: str, token: str) -> tuple[int, Any]:
+    headers = {"Idempotency-Key": f"idor-{uuid.uuid4().hex}"}
+    if service == "tenant-api":
+        return await suite.call(route.method, path, token, body_for(route), headers)
+    async with suite.auth.http.request(
+            route.method, suite.auth.url(path), json=body_for(route),
+            headers={"Authorization": f"Bearer {token}", **headers}) as response:
+        return response.status, await response.text()
+
+
+@pytest.fixture
+async def two_tenants(suite: Suite) -> tuple[Tenant, Tenant]:
+    return await tenant(suite), await tenant(suite)
+
+
+@pytest.mark.parametrize(("service", "route"), ID_ROUTES,
+                         ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES])
+async def test_another_orgs_resource_is_404_by_user_token(
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route
+) -> None:
+    attacker, victim = two_tenants
+    path = path_for(route, victim)
+    for token in (attacker.owner.token, attacker.scoped):
+        status, body = await send(suite, service, route, path, token)
+        assert status == 404, (route.method, path, status, body)
+        assert victim.org not in str(body).replace(path, "")
+
+
+@pytest.mark.parametrize(("service", "route"), [(s, r) for s, r in ID_ROUTES if r.scopes],
+                         ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES if r.scopes])
+async def test_another_orgs_resource_is_404_by_api_key(
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route
+) -> None:
+    attacker, victim = two_tenants
+    status, body = await send(suite, service, route, path_for(route, victim),
+                              attacker.api_key["key"])
+    assert status == 404, (route.method, route.path, status, body)
+
+
+async def test_the_victims_data_did_not_change(suite: Suite,
+                                               two_tenants: tuple[Tenant, Tenant]) -> None:
+    attacker, victim = two_tenants
+    for service, route in ID_ROUTES:
+        if route.method != "GET":
+            await send(suite, service, route, path_for(route, victim), attacker.scoped)
+    assert (await suite.call("GET", f"/orgs/{victim.org}/wallet", victim.owner.token))[1] == {
+        "balance_cents": 0}
+    _, members = await suite.call("GET", f"/orgs/{victim.org}/members", victim.owner.token)
+    assert sorted(m["role"] for m in members) == ["member", "owner"]
+    _, projects = await suite.call("GET", f"/orgs/{victim.org}/projects", victim.owner.token)
+    assert [p["id"] for p in projects] == [victim.project]
+
+
+TENANT_TABLES = {"tenant_api": ["orgs", "memberships", "invitations", "projects", "wallets",
+                                "ledger_entries", "idempotency_keys"], "auth": ["api_keys"]}
+
+
+async def test_the_runtime_roles_see_only_the_org_they_set(
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], settings_for: Callable[..., Settings]
+) -> None:
+    a, b = two_tenants
+    for schema, tables in TENANT_TABLES.items():
+        settings = settings_for(schema.replace("_", "-"))
+        pool = await db.create_pool(settings.database_url, settings.db_role,
+                                    settings.db_password, schema=settings.schema)
+        try:
+            for table in tables:
+                async with db.tenant_tx(pool, None) as conn:
+                    assert await conn.fetchval(f"select count(*) from {table}") == 0, table
+                for org in (a.org, b.org):
+                    async with db.tenant_tx(pool, org) as conn:
+                        found = await conn.fetch(f"select distinct org_id from {table}")
+                        assert {r[0] for r in found} <= {uuid.UUID(org)}, table
+        finally:
+            await pool.close()
+
+
+async def test_rows_cannot_be_written_into_or_pointed_at_another_org(
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], settings_for: Callable[..., Settings],
+    admin: asyncpg.Connection,
+) -> None:
+    a, b = two_tenants
+    status, _ = await suite.call("POST", f"/orgs/{a.org}/wallet/deposits", a.owner.token,
+                                 {"amount_cents": 100}, {"Idempotency-Key": "one"})
+    assert status == 201
+    settings = settings_for("tenant-api")
+    pool = await db.create_pool(settings.database_url, settings.db_role, settings.db_password,
+                                schema=settings.schema)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # RLS WITH CHECK
+            async with db.tenant_tx(pool, a.org) as conn:
+                await conn.execute("insert into projects (org_id, id, name, created_by)"
+                                   " values ($1, $2, 'x', $3)", uuid.UUID(b.org), uuid.uuid4(),
+                                   uuid.UUID(a.owner.id))
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            # even around RLS (superuser), a child's foreign key leads with its own org_id, so
+            # org A's key cannot name org B's key as the one it was rotated from
+            await admin.execute(
+                "insert into auth.api_keys (org_id, id, project_id, name, prefix, key_hash,"
+                " scopes, created_by, rotated_from_id) values ($1, $2, $3, 'x', 'p', $4,"
+                " '{files:read}', $5, $6)", uuid.UUID(a.org), uuid.uuid4(),
+                uuid.UUID(a.project), uuid.uuid4().bytes, uuid.UUID(a.owner.id),
+                uuid.UUID(b.api_key["api_key"]["id"]))
+        for statement in ("update ledger_entries set amount_cents = 1",
+                          "delete from ledger_entries", "truncate ledger_entries"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with db.tenant_tx(pool, a.org) as conn:
+                    await conn.execute(statement)
+        for ddl in ("create table x (id int)", "alter table projects add column y int",
+                    "drop table projects"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with pool.acquire() as conn:
+                    await conn.execute(ddl)
+        async with pool.acquire() as conn:
+            assert not await conn.fetchval("select rolbypassrls from pg_roles"
+                                           " where rolname = current_user")
+    finally:
+        await pool.close()
