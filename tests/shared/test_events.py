@@ -168,16 +168,11 @@ async def test_ensure_stream_creates_the_stream_once_when_raced(tmp_path: Path) 
             await js.publish("argus.events.audit.test.kept", b"{}")
             await asyncio.gather(*(ensure_stream(js) for _ in range(6)))  # again: a no-op
             assert (await js.stream_info(events.STREAM)).state.messages == 1
-            assert [name async for name in _stream_names(js)] == [events.STREAM]
+            assert [info.config.name for info in await js.streams_info()] == [events.STREAM]
         finally:
             await nc.close()
     finally:
         server.stop()
-
-
-async def _stream_names(js: JetStreamContext) -> AsyncIterator[str]:
-    for info in await js.streams_info():
-        yield info.config.name or ""
 
 
 async def test_ensure_stream_on_an_existing_stream_keeps_its_messages(js: JetStreamContext) -> None:

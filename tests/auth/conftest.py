@@ -1,1 +1,0 @@
-from support.auth_service import make_auth_service, service  # noqa: F401 - fixtures
