@@ -379,3 +379,25 @@ async def test_the_consumer_keeps_going_after_a_handler_settles_a_message_itself
         good = make_event(kind)
         await publish_as_relay(js, keys, SERVICE, good)
         assert await eventually(lambda: good.id in seen.event_ids(), timeout=5)
+
+
+async def test_the_connection_comes_back_after_nats_restarts(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats", free_port())
+    server.start()
+    client = await connect(server.url, "reconnects")
+    try:
+        server.stop()
+        await asyncio.sleep(0.5)
+        assert not client.is_connected
+        server.start()
+        for _ in range(50):
+            if client.is_connected:
+                break
+            await asyncio.sleep(0.2)
+        assert client.is_connected
+        sub = await client.subscribe("ping.back")
+        await client.publish("ping.back", b"hello")
+        assert (await sub.next_msg(timeout=2)).data == b"hello"
+    finally:
+        await client.close()
+        server.stop()
