@@ -118,6 +118,11 @@ def rpc_subject(service: str, method: str) -> str:
     return f"{RPC_PREFIX}.{service}.{method}"
 
 
+def rpc_audience(service: str, method: str) -> str:
+    """A request's token is addressed to one method: it cannot be replayed to another."""
+    return f"{service}.{method}"
+
+
 async def request(
     nc: Client,
     keys: KeyRing,
@@ -132,7 +137,8 @@ async def request(
     """Call `argus.rpc.<service>.<method>` as `identity`; returns the decoded `result`."""
     body = msgspec.json.encode(payload)
     headers = {
-        xut.HEADER: xut.sign(keys, identity, issuer=issuer, audience=service, body=body)
+        xut.HEADER: xut.sign(keys, identity, issuer=issuer, audience=rpc_audience(service, method),
+                             body=body)
     }
     tracing.inject(headers)
     try:
@@ -182,7 +188,7 @@ async def serve(
 
     async def _answer(msg: Msg) -> None:
         try:
-            claims = _verify(keys, service, msg)
+            claims = _verify(keys, rpc_audience(service, method), msg)
             result = await handler(claims, msgspec.json.decode(msg.data) if msg.data else None)
             reply: dict[str, Any] = {"result": result}
         except RpcError as exc:
@@ -201,12 +207,12 @@ async def serve(
     return await nc.subscribe(rpc_subject(service, method), queue=service, cb=on_message)
 
 
-def _verify(keys: KeyRing, service: str, msg: Msg) -> xut.Claims:
+def _verify(keys: KeyRing, audience: str, msg: Msg) -> xut.Claims:
     token = (msg.headers or {}).get(xut.HEADER)
     if not token:
         raise RpcError(401, "an X-User-Token is required")
     try:
-        return xut.verify(keys, token, audience=service, body=msg.data)
+        return xut.verify(keys, token, audience=audience, body=msg.data)
     except xut.TokenError as exc:
         log.warning("x-user-token refused", extra={"reason": exc.reason, "subject": msg.subject})
         raise RpcError(401, f"X-User-Token refused: {exc.reason}") from None

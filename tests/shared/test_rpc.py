@@ -16,7 +16,7 @@ import pytest
 from nats.aio.client import Client
 
 from argus_shared import xut
-from argus_shared.nats import RpcError, request, rpc_subject, serve
+from argus_shared.nats import RpcError, request, rpc_audience, rpc_subject, serve
 from argus_shared.settings import KeyRing, Settings, format_keyring
 from support.events import open_nats
 from support.infra import Infra
@@ -83,7 +83,7 @@ async def test_a_request_reaches_the_handler_with_the_callers_identity(
     assert answer == {"sub": "user:u-42", "org": CALLER.org, "role": "admin",
                       "rid": "req-rpc-0001", "iss": "auth", "echo": {"user": "u-5", "n": [1, 2]}}
     [(claims, _)] = handler.calls
-    assert claims.aud == SERVICE
+    assert claims.aud == rpc_audience(SERVICE, handler.method)
 
 
 async def raw_request(nc: Client, method: str, body: bytes, token: str | None) -> dict[str, Any]:
@@ -93,17 +93,19 @@ async def raw_request(nc: Client, method: str, body: bytes, token: str | None) -
 
 
 @pytest.mark.parametrize(
-    "attack", ["no_token", "wrong_audience", "other_body", "unbound", "foreign_key", "expired",
-               "garbage"],
+    "attack", ["no_token", "wrong_audience", "other_method", "other_body", "unbound",
+               "foreign_key", "expired", "garbage"],
 )
 async def test_an_unverified_request_gets_401_and_never_reaches_the_handler(
     nc: Client, keys: KeyRing, served: Callable[..., Any], attack: str
 ) -> None:
     handler = await served(Served())
     body = msgspec.json.encode({"user": "u-5"})
-    signer, audience, bound, now = keys, SERVICE, body, None
+    signer, audience, bound, now = keys, rpc_audience(SERVICE, handler.method), body, None
     if attack == "wrong_audience":
-        audience = "files"
+        audience = rpc_audience("files", handler.method)
+    elif attack == "other_method":  # a token captured for one method, replayed to another
+        audience = rpc_audience(SERVICE, "some_other_method")
     elif attack == "other_body":
         bound = msgspec.json.encode({"user": "admin"})
     elif attack == "unbound":
@@ -125,7 +127,8 @@ async def test_the_same_raw_request_with_a_proper_token_is_answered(
 ) -> None:
     handler = await served(Served())  # the control for the 401 cases above
     body = msgspec.json.encode({"user": "u-5"})
-    token = xut.sign(keys, CALLER, issuer="auth", audience=SERVICE, body=body)
+    token = xut.sign(keys, CALLER, issuer="auth", audience=rpc_audience(SERVICE, handler.method),
+                     body=body)
     answer = await raw_request(nc, handler.method, body, token)
     assert answer["result"]["echo"] == {"user": "u-5"}
 
@@ -168,7 +171,8 @@ async def test_a_body_that_is_not_json_gives_400(
 ) -> None:
     handler = await served(Served())
     body = b"{not json"
-    token = xut.sign(keys, CALLER, issuer="auth", audience=SERVICE, body=body)
+    token = xut.sign(keys, CALLER, issuer="auth", audience=rpc_audience(SERVICE, handler.method),
+                     body=body)
     answer = await raw_request(nc, handler.method, body, token)
     assert answer["error"]["status"] == 400 and handler.calls == []
 
