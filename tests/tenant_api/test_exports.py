@@ -25,7 +25,8 @@ def test_formula_cells_are_defanged() -> None:
 async def test_ledger_and_members_exports_defang_what_users_wrote(suite: Suite) -> None:
     owner = await suite.user()
     org = await suite.org(owner)
-    for index, text in enumerate(('=HYPERLINK("http://evil")', "+cmd", "@SUM(1)", "ok, \"quoted\"")):
+    written = ('=HYPERLINK("http://evil")', "+cmd", "@SUM(1)", 'ok, "quoted"')
+    for index, text in enumerate(written):
         status, _ = await suite.call("POST", f"/orgs/{org}/wallet/deposits", owner.token,
                                      {"amount_cents": 1, "description": text},
                                      {"Idempotency-Key": f"e{index}"})
