@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,6 @@ SESSION_SETTINGS = {
     "idle_in_transaction_session_timeout": "30s",
 }
 
-SET_TENANT = "select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)"
 
 
 def connect_kwargs(database_url: str, user: str, password: str) -> dict[str, object]:
@@ -80,10 +80,21 @@ async def tenant_tx(
 
     With no org the setting is empty and every RLS policy fails closed (zero rows).
     """
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(SET_TENANT, _text(org_id), _text(user_id))
-        yield conn
+    async with pool.acquire() as conn:
+        # BEGIN and the settings go in one round trip (simple protocol); the values are inlined
+        # only after they have been parsed as UUIDs, so nothing else can reach the SQL text
+        await conn.execute(
+            f"BEGIN; SELECT set_config('app.org_id', '{_uuid(org_id)}', true), "
+            f"set_config('app.user_id', '{_uuid(user_id)}', true)"
+        )
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection is reset by the pool
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
 
-def _text(value: UUID | str | None) -> str:
-    return "" if value is None else str(value)
+def _uuid(value: UUID | str | None) -> str:
+    return "" if value is None else str(UUID(str(value)))
