@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from email import message_from_bytes
 from pathlib import Path
 
 import aiohttp
@@ -57,9 +59,6 @@ async def setup_data(auth: str, tenant: str, mailbox: Path) -> tuple[str, str]:
     email = f"bench{uuid.uuid4().hex[:8]}@example.com"
     async with aiohttp.ClientSession() as http:
         await http.post(f"{auth}/signup", json={"email": email, "password": PASSWORD})
-        from email import message_from_bytes
-        import re
-
         token = None
         for path in mailbox.glob("*.eml"):
             mail = message_from_bytes(path.read_bytes())
@@ -69,7 +68,8 @@ async def setup_data(auth: str, tenant: str, mailbox: Path) -> tuple[str, str]:
         async with http.post(f"{auth}/login", json={"email": email, "password": PASSWORD}) as r:
             access = (await r.json())["access_token"]
         bearer = {"Authorization": f"Bearer {access}"}
-        async with http.post(f"{tenant}/orgs", json={"name": "b", "slug": f"b{uuid.uuid4().hex[:8]}"},
+        slug = f"b{uuid.uuid4().hex[:8]}"
+        async with http.post(f"{tenant}/orgs", json={"name": "b", "slug": slug},
                              headers=bearer) as r:
             org = (await r.json())["org_id"]
         for index in range(20):
