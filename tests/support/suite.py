@@ -36,6 +36,12 @@ class Suite:
     tenant: str
     http: aiohttp.ClientSession
     reconciler: Reconciler
+    app: Any = None
+
+    def tenant_app_dsr(self) -> Any:
+        from argus_tenant_api.routes import DSR_KEY
+
+        return self.app[DSR_KEY]
 
     async def call(self, method: str, path: str, token: str | None = None, body: Json = None,
                    headers: dict[str, str] | None = None) -> tuple[int, Json]:
@@ -102,5 +108,5 @@ async def suite(make_auth_service: Callable[..., Any],
     server = TestServer(app)
     await server.start_server()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        yield Suite(auth, str(server.make_url("")).rstrip("/"), http, app[RECONCILER_KEY])
+        yield Suite(auth, str(server.make_url("")).rstrip("/"), http, app[RECONCILER_KEY], app)
     await server.close()

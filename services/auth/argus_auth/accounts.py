@@ -20,6 +20,7 @@ from argus_auth import mfa, queries, sessions
 from argus_auth.core import Auth
 from argus_auth.events import ANONYMOUS, Ctx, emit, user
 from argus_shared import crypto
+from argus_shared.access import Revocations
 from argus_shared.errors import Problem
 from argus_shared.nats import RpcError
 
@@ -233,14 +234,67 @@ async def confirm_email_change(auth: Auth, token: str, ctx: Ctx) -> None:
 
 async def user_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:
     """Another service asks for the email of the user it acts for (never of someone else)."""
+    user_id = _own_user(claims, payload)
+    async with auth.pool.acquire() as conn:
+        account = await queries.user_by_id(conn, user_id)
+    if account is None:
+        raise RpcError(404, "no such user")
+    return {"email": account["email"], "verified": account["email_verified_at"] is not None}
+
+
+async def export_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:
+    """The user's own data held by auth (never secrets: no hashes, no tokens, no TOTP seed)."""
+    user_id = _own_user(claims, payload)
+    async with auth.pool.acquire() as conn:
+        account = await queries.user_by_id(conn, user_id)
+        if account is None:
+            raise RpcError(404, "no such user")
+        sessions_rows = await queries.sessions_of(conn, user_id, auth.now())
+        mfa_on = await mfa.enabled(conn, user_id)
+    return {
+        "email": account["email"], "created_at": account["created_at"].isoformat(),
+        "email_verified": account["email_verified_at"] is not None, "mfa_enabled": mfa_on,
+        "sessions": [{"created_at": r["created_at"].isoformat(), "ip": r["ip"],
+                      "user_agent": r["user_agent"]} for r in sessions_rows],
+    }
+
+
+async def deactivate_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:
+    """Step one of "delete my account": the account stops working at once, everywhere."""
+    user_id = _own_user(claims, payload)
+    ctx = Ctx(request_id=claims.rid)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        await queries.deactivate(conn, user_id)
+        await emit(conn, ctx, "auth.user.deactivated", actor=user(user_id),
+                   resource=("user", str(user_id)))
+    await sessions.revoke_all(auth, user_id, ctx, "account_deleted")
+    await Revocations.revoke_user(auth.js, str(user_id), auth.timestamp())
+    return {"deactivated": True}
+
+
+async def purge_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:
+    """Step two, asked by tenant-api's purge job: remove the deactivated account's data."""
+    if claims.sub != "service:tenant-api":
+        raise RpcError(403, "only the data-subject request job purges accounts")
+    try:
+        user_id = UUID(payload["user_id"])
+    except (KeyError, TypeError, ValueError):
+        raise RpcError(400, "send user_id") from None
+    async with auth.pool.acquire() as conn, conn.transaction():
+        account = await queries.user_by_id(conn, user_id)
+        if account is not None and account["deactivated_at"] is None:
+            raise RpcError(409, "the account is still active")
+        await queries.purge_user(conn, user_id)
+        await emit(conn, Ctx(request_id=claims.rid), "auth.user.purged",
+                   actor=("service", "tenant-api"), resource=("user", str(user_id)))
+    return {"purged": True}
+
+
+def _own_user(claims: Any, payload: Any) -> UUID:
     try:
         user_id = UUID(payload["user_id"])
     except (KeyError, TypeError, ValueError):
         raise RpcError(400, "send user_id") from None
     if claims.sub != f"user:{user_id}":
         raise RpcError(403, "only the user's own account")
-    async with auth.pool.acquire() as conn:
-        account = await queries.user_by_id(conn, user_id)
-    if account is None:
-        raise RpcError(404, "no such user")
-    return {"email": account["email"], "verified": account["email_verified_at"] is not None}
+    return user_id

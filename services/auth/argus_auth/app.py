@@ -68,6 +68,12 @@ async def _auth_context(settings: Settings, config: AuthConfig,
                         handler=partial(api_keys.introspect_handler, auth)),
             await serve(nc, settings.xut_keys, service=SERVICE, method="user",
                         handler=partial(accounts.user_rpc, auth)),
+            await serve(nc, settings.xut_keys, service=SERVICE, method="export_user",
+                        handler=partial(accounts.export_rpc, auth)),
+            await serve(nc, settings.xut_keys, service=SERVICE, method="deactivate_user",
+                        handler=partial(accounts.deactivate_rpc, auth)),
+            await serve(nc, settings.xut_keys, service=SERVICE, method="purge_user",
+                        handler=partial(accounts.purge_rpc, auth)),
         ]
         yield
         for sub in subscriptions:

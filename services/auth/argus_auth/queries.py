@@ -52,6 +52,18 @@ async def rehash_password(conn: Conn, user_id: UUID, old_hash: str, new_hash: st
     )
 
 
+async def deactivate(conn: Conn, user_id: UUID) -> None:
+    await conn.execute(
+        "update users set deactivated_at = coalesce(deactivated_at, now()) where id = $1",
+        user_id,
+    )
+
+
+async def purge_user(conn: Conn, user_id: UUID) -> None:
+    """Sessions, tokens, factors and codes go with the row (ON DELETE CASCADE)."""
+    await conn.execute("delete from users where id = $1", user_id)
+
+
 async def set_email(conn: Conn, user_id: UUID, email: str) -> bool:
     status = await conn.execute(
         "update users set email = $2 where id = $1"

@@ -16,7 +16,8 @@ from argus_shared.settings import Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
 from argus_tenant_api import rpc
 from argus_tenant_api.config import CONFIG_KEY, TenantConfig
-from argus_tenant_api.routes import ROUTES
+from argus_tenant_api.dsr import DataSubjects
+from argus_tenant_api.routes import DSR_KEY, ROUTES
 from argus_tenant_api.wallet import Reconciler
 
 SERVICE = "tenant-api"
@@ -27,7 +28,7 @@ def create_app(settings: Settings, config: TenantConfig | None = None) -> web.Ap
     config = config or TenantConfig.from_env()
     app = service_app(settings, ROUTES, title="Argus tenant-api", cleanup_ctx=[
         user_authentication(config.auth_url, config.auth_issuer, config.auth_audience),
-        partial(_rpc, settings), _reconciliation,
+        partial(_rpc, settings), _reconciliation, partial(_data_subjects, settings),
     ])
     app[CONFIG_KEY] = config
     return app
@@ -50,6 +51,23 @@ async def _reconciliation(app: web.Application) -> AsyncIterator[None]:
                 await reconciler.run()
 
     task = asyncio.create_task(loop(), name="wallet-reconciliation")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _data_subjects(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    subjects = app[DSR_KEY] = DataSubjects(app[POOL_KEY], app[NATS_KEY], settings.xut_keys,
+                                           app[METRICS_KEY].registry)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(app[CONFIG_KEY].reconcile_seconds)
+            with contextlib.suppress(Exception):
+                await subjects.purge_pending()
+
+    task = asyncio.create_task(loop(), name="account-purges")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -226,3 +226,46 @@ async def insert_idempotency(conn: Conn, org_id: UUID, endpoint: str, key: str,
 
 async def wallet_mismatches(conn: Conn) -> list[Row]:
     return await conn.fetch("select * from reconcile_wallets()")
+
+
+async def owner_count(conn: Conn, org_id: UUID) -> int:
+    return await conn.fetchval(
+        "select count(*) from memberships where org_id = $1 and role = 'owner'", org_id
+    )
+
+
+async def insert_deletion(conn: Conn, user_id: UUID, due_at: Any, confirmed: Any) -> Row:
+    return await conn.fetchrow(
+        "insert into user_deletions (user_id, due_at, confirmations) values ($1, $2, $3)"
+        " on conflict (user_id) do update set user_id = excluded.user_id returning *",
+        user_id, due_at, confirmed,
+    )
+
+
+async def deletion(conn: Conn, user_id: UUID) -> Row | None:
+    return await conn.fetchrow("select * from user_deletions where user_id = $1", user_id)
+
+
+async def pending_deletions(conn: Conn) -> list[Row]:
+    return await conn.fetch(
+        "select * from user_deletions where completed_at is null order by requested_at limit 100"
+    )
+
+
+async def confirm_deletion(conn: Conn, user_id: UUID, service: str, services: list[str]) -> None:
+    await conn.execute(
+        """
+        update user_deletions
+        set confirmations = confirmations || jsonb_build_object($2::text, now()),
+            completed_at = case when (select bool_and(confirmations ? s or s = $2)
+                                      from unnest($3::text[]) s) then now() end
+        where user_id = $1
+        """,
+        user_id, service, services,
+    )
+
+
+async def overdue_deletions(conn: Conn) -> int:
+    return await conn.fetchval(
+        "select count(*) from user_deletions where completed_at is null and due_at < now()"
+    )

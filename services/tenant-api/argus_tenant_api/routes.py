@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,11 +24,21 @@ from argus_shared.validation import decode, parse_json, parse_query, read_body
 from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
 from argus_tenant_api import exports, members, queries, schemas, wallet
 from argus_tenant_api.config import CONFIG_KEY
-from argus_tenant_api.scope import ADMIN, OWNER, READ, authorise, ctx_of, uuid_param
+from argus_tenant_api.dsr import DataSubjects
+from argus_tenant_api.scope import (
+    ADMIN,
+    OWNER,
+    READ,
+    authorise,
+    ctx_of,
+    require_step_up,
+    uuid_param,
+)
 
 SERVICE = "tenant-api"
 INVITATION_DAYS = 7
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+DSR_KEY = web.AppKey("data_subjects", DataSubjects)
 
 
 def json(body: Any, status: int = 200) -> web.Response:
@@ -327,6 +338,33 @@ async def _money(request: web.Request, kind: str) -> web.Response:
     return json(result, 201)
 
 
+# data-subject requests --------------------------------------------------------------------------
+
+def dsr_of(request: web.Request) -> DataSubjects:
+    return request.app[DSR_KEY]
+
+
+async def export_my_data(request: web.Request) -> web.Response:
+    user_id = user_id_of(request)
+    bundle = await dsr_of(request).export(user_id, ctx_of(request).request_id or "")
+    response = json(bundle)
+    response.headers["Content-Disposition"] = 'attachment; filename="my-data.json"'
+    return response
+
+
+async def delete_my_account(request: web.Request) -> web.Response:
+    user_id = user_id_of(request)
+    require_step_up(request[PRINCIPAL], time.time(), "deleting your account")
+    return json(await dsr_of(request).request_deletion(user_id, ctx_of(request)), 202)
+
+
+async def my_deletion(request: web.Request) -> web.Response:
+    found = await dsr_of(request).status(user_id_of(request))
+    if found is None:
+        raise Problem(404, "not found")
+    return json(found)
+
+
 # exports ----------------------------------------------------------------------------------------
 
 async def export_ledger(request: web.Request) -> web.StreamResponse:
@@ -346,6 +384,7 @@ async def export_members(request: web.Request) -> web.StreamResponse:
 
 
 ORG = "/orgs/{org_id}"
+ME = {"tags": ("data-subject",)}
 T = {"tags": ("orgs",)}
 ROUTES: list[Route] = [
     Route("POST", "/orgs", create_org, "Create an org (you become its owner)",
@@ -393,4 +432,9 @@ ROUTES: list[Route] = [
           roles=ADMIN, tags=("exports",)),
     Route("GET", ORG + "/exports/members.csv", export_members, "Members as CSV", roles=ADMIN,
           tags=("exports",)),
+    Route("POST", "/me/export", export_my_data, "Export my data from every service", **ME),
+    Route("DELETE", "/me", delete_my_account,
+          "Delete my account (step-up; purged from every service within 7 days)", status=202,
+          **ME),
+    Route("GET", "/me/deletion", my_deletion, "Where my account deletion stands", **ME),
 ]

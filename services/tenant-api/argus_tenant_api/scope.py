@@ -72,3 +72,14 @@ async def authorise(request: web.Request, conn: queries.Conn, roles: tuple[str, 
 
 def org_of_path(request: web.Request) -> UUID:
     return uuid_param(request, "org_id")
+
+
+STEP_UP_SECONDS = 300
+
+
+def require_step_up(principal: Principal, now: float, what: str) -> None:
+    """`what` needs a sign-in (password or TOTP) within the last 5 minutes."""
+    if principal.auth_time is None or now - principal.auth_time > STEP_UP_SECONDS:
+        raise Problem(401, f"{what} needs a recent sign-in: re-authenticate (auth POST /reauth)"
+                      " and retry with the new token", title="Step-up required",
+                      type="urn:argus:problem:step-up-required")

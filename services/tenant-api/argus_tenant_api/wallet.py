@@ -17,11 +17,10 @@ from prometheus_client import Gauge
 from argus_shared.errors import Problem
 from argus_shared.outbox import Ctx, record
 from argus_tenant_api import queries
-from argus_tenant_api.scope import Scope
+from argus_tenant_api.scope import Scope, require_step_up
 
 log = logging.getLogger("argus.tenant_api.wallet")
 SERVICE = "tenant-api"
-STEP_UP_SECONDS = 300
 
 
 def request_hash(endpoint: str, body: bytes) -> bytes:
@@ -42,13 +41,8 @@ async def replayed(conn: queries.Conn, scope: Scope, endpoint: str, key: str,
 
 
 def check_step_up(scope: Scope, cents: int, threshold: int, now: float) -> None:
-    if cents <= threshold:
-        return
-    auth_time = scope.principal.auth_time
-    if auth_time is None or now - auth_time > STEP_UP_SECONDS:
-        raise Problem(401, f"charges above {threshold / 100:.2f} need a recent sign-in: "
-                      "re-authenticate (auth POST /reauth) and retry with the new token",
-                      title="Step-up required", type="urn:argus:problem:step-up-required")
+    if cents > threshold:
+        require_step_up(scope.principal, now, f"a charge above {threshold / 100:.2f}")
 
 
 async def move(conn: queries.Conn, scope: Scope, kind: str, cents: int, description: str,
