@@ -2,14 +2,78 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
 
+from aiohttp import web
+from prometheus_client import Gauge
+
+from argus_audit import maintenance
+from argus_audit.ingest import Ingest, Metrics
 from argus_audit.routes import ROUTES
-from argus_shared.runner import service_app
-from argus_shared.settings import Settings
+from argus_shared.consumer import Consumer
+from argus_shared.metrics import METRICS_KEY
+from argus_shared.runner import service_app, user_authentication
+from argus_shared.settings import ConfigError, Env, Settings
+from argus_shared.web import NATS_KEY, POOL_KEY
 
 SERVICE = "audit"
+DURABLE = "audit"
+CONSUMER_KEY = web.AppKey("consumer", Consumer)
+log = logging.getLogger("argus.audit")
 
 
-def create_app(settings: Settings) -> web.Application:
-    return service_app(settings, ROUTES, title="Argus audit")
+def create_app(settings: Settings, checkpoint_seconds: int | None = None) -> web.Application:
+    if settings.master_keys is None:
+        raise ConfigError("ARGUS_MASTER_KEYS_FILE is not set (nor ARGUS_MASTER_KEYS)")
+    env = Env()
+    auth_url = (env.str("ARGUS_AUTH_URL", "http://127.0.0.1:8101") or "").rstrip("/")
+    every = checkpoint_seconds or env.int("ARGUS_AUDIT_CHECKPOINT_SECONDS", 300, 1)
+    return service_app(settings, ROUTES, title="Argus audit", cleanup_ctx=[
+        user_authentication(auth_url, env.str("ARGUS_AUTH_ISSUER", "argus-auth") or "",
+                            env.str("ARGUS_AUTH_AUDIENCE", "argus") or ""),
+        partial(_consume, settings), partial(_maintain, settings, every),
+    ])
+
+
+async def _consume(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    metrics = Metrics(app[METRICS_KEY].registry)
+    consumer = app[CONSUMER_KEY] = Consumer(
+        app[NATS_KEY].jetstream(), settings.xut_keys, durable=DURABLE,
+        handler=Ingest(app[POOL_KEY], metrics), batch=500)
+    await consumer.start()
+    lag = Gauge("argus_audit_consumer_pending", "Messages waiting for the audit consumer",
+                registry=app[METRICS_KEY].registry)
+
+    async def watch_lag() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                info = await app[NATS_KEY].jetstream().consumer_info("ARGUS_EVENTS", DURABLE)
+                lag.set(info.num_pending + info.num_ack_pending)
+            await asyncio.sleep(5)
+
+    task = asyncio.create_task(watch_lag(), name="audit-lag")
+    yield
+    task.cancel()
+    await consumer.stop()
+
+
+async def _maintain(settings: Settings, every: int, app: web.Application) -> AsyncIterator[None]:
+    assert settings.master_keys is not None
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await maintenance.checkpoint_heads(app[POOL_KEY], settings.master_keys)
+            except Exception:
+                log.exception("checkpointing failed")
+
+    task = asyncio.create_task(loop(), name="audit-checkpoints")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
