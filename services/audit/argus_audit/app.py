@@ -26,11 +26,12 @@ CONSUMER_KEY = web.AppKey("consumer", Consumer)
 log = logging.getLogger("argus.audit")
 
 
-def create_app(settings: Settings, checkpoint_seconds: int | None = None) -> web.Application:
+def create_app(settings: Settings, checkpoint_seconds: int | None = None,
+               auth_url: str | None = None) -> web.Application:
     if settings.master_keys is None:
         raise ConfigError("ARGUS_MASTER_KEYS_FILE is not set (nor ARGUS_MASTER_KEYS)")
     env = Env()
-    auth_url = (env.str("ARGUS_AUTH_URL", "http://127.0.0.1:8101") or "").rstrip("/")
+    auth_url = (auth_url or env.str("ARGUS_AUTH_URL", "http://127.0.0.1:8101") or "").rstrip("/")
     every = checkpoint_seconds or env.int("ARGUS_AUDIT_CHECKPOINT_SECONDS", 300, 1)
     return service_app(settings, ROUTES, title="Argus audit", cleanup_ctx=[
         user_authentication(auth_url, env.str("ARGUS_AUTH_ISSUER", "argus-auth") or "",

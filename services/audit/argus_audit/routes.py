@@ -51,7 +51,8 @@ async def viewed(request: web.Request, org_id: UUID, what: str, **data: Any) -> 
 
 def view(row: Any) -> dict[str, Any]:
     return {
-        "seq": row["seq"], "event_id": str(row["event_id"]), "type": row["type"],
+        "org_id": str(row["org_id"]), "seq": row["seq"], "event_id": str(row["event_id"]),
+        "type": row["type"],
         "occurred_at": row["occurred_at"].isoformat(),
         "received_at": row["received_at"].isoformat(),
         "actor": {"type": row["actor_type"], "id": row["actor_id"]},
