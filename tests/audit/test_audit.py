@@ -147,10 +147,12 @@ async def test_a_forged_checkpoint_is_caught(suite: Suite, audit: Audit,
     _, org, token = await org_with_log(suite, audit)
     await checkpoint_heads(audit.pool, audit.settings.master_keys)
     status, result = await audit.get(f"/orgs/{org}/audit/verify", token)
-    assert result["ok"] is True
+    assert status == 200 and result["ok"] is True
+    assert await admin.fetchval("select count(*) from audit.checkpoints where org_id = $1",
+                                uuid.UUID(org)) == 1
     await admin.execute("update audit.checkpoints set signature = $2 where org_id = $1",
                         uuid.UUID(org), bytes(64))
-    _status, result = await audit.get(f"/orgs/{org}/audit/verify", token)
+    _, result = await audit.get(f"/orgs/{org}/audit/verify", token)
     assert result["ok"] is False and "signature" in result["first_broken"]["reason"]
 
 
