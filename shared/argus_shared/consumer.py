@@ -103,25 +103,36 @@ class Consumer:
             await self._sub.unsubscribe()
 
     async def _run(self) -> None:
-        backoff = 0.5
-        while not self._stopping:
-            try:
-                msgs = await self._sub.fetch(self.batch, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("consumer fetch failed", extra={"error": str(exc)[:200]})
-                await asyncio.sleep(backoff)
-                continue
-            try:
-                await self.process(msgs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # never let one batch end the loop; unacked come back
-                log.warning("consumer batch failed", extra={"error": str(exc)[:200]})
-                await asyncio.sleep(backoff)
+        # the next batch is fetched while this one is handled, so the broker and the database
+        # work side by side; batches are still handled one after another, in order
+        upcoming = asyncio.ensure_future(self._fetch())
+        try:
+            while not self._stopping:
+                msgs = await upcoming
+                upcoming = asyncio.ensure_future(self._fetch())
+                if not msgs:
+                    continue
+                try:
+                    await self.process(msgs)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # never let one batch end the loop; unacked come back
+                    log.warning("consumer batch failed", extra={"error": str(exc)[:200]})
+                    await asyncio.sleep(0.5)
+        finally:
+            upcoming.cancel()
+
+    async def _fetch(self) -> list[Msg]:
+        try:
+            return await self._sub.fetch(self.batch, timeout=1.0)
+        except (NatsTimeout, TimeoutError):
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("consumer fetch failed", extra={"error": str(exc)[:200]})
+            await asyncio.sleep(0.5)
+            return []
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         batch = [verify_message(self.keys, msg) for msg in msgs]

@@ -5,6 +5,7 @@ the quarantine table with its reason."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -50,8 +51,12 @@ class Ingest:
             if item.event is not None:
                 org = UUID(item.event.org_id) if item.event.org_id else chain.PLATFORM
                 by_org[org].append(item.event)
-        for org_id, org_events in by_org.items():
-            await self._append(org_id, org_events)
+        # chains are per org: orgs are stored side by side, each on its own connection
+        results = await asyncio.gather(*(self._append(org, evs) for org, evs in by_org.items()),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:  # the batch is redelivered; what did commit is recognised by its id
+            raise failed[0]
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def _append(self, org_id: UUID, org_events: list[events.Event]) -> None:
@@ -70,8 +75,7 @@ class Ingest:
                 head = row["hash"]
                 rows.append(row)
             if rows:
-                await queries.insert_events(conn, rows)
-                await queries.set_head(conn, org_id, seq, head)
+                await queries.append(conn, org_id, rows)
                 await self._track_plans(conn, org_id, rows)
         self.metrics.ingested.inc(len(rows))
 

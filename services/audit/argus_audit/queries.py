@@ -14,12 +14,12 @@ COLUMNS = ("org_id, seq, event_id, occurred_at, received_at, type, actor_type, a
 
 
 async def lock_head(conn: Conn, org_id: UUID) -> tuple[int, bytes]:
-    await conn.execute(
-        "insert into chain_heads (org_id, seq, hash) values ($1, 0, $2) on conflict do nothing",
+    """The chain head, locked until commit (created at the genesis link the first time)."""
+    row = await conn.fetchrow(
+        "insert into chain_heads as h (org_id, seq, hash) values ($1, 0, $2)"
+        " on conflict (org_id) do update set seq = h.seq returning seq, hash",
         org_id, bytes(32),
     )
-    row = await conn.fetchrow("select seq, hash from chain_heads where org_id = $1 for update",
-                              org_id)
     return row["seq"], bytes(row["hash"])
 
 
@@ -31,21 +31,28 @@ async def already_seen(conn: Conn, org_id: UUID, event_ids: list[UUID]) -> set[U
     return {row["event_id"] for row in rows}
 
 
-async def insert_events(conn: Conn, rows: list[dict[str, Any]]) -> None:
-    await conn.executemany(
-        f"insert into audit_events ({COLUMNS}) values"
-        " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        [tuple(row[c.strip()] for c in COLUMNS.split(",")) for row in rows],
-    )
-    await conn.executemany(
-        "insert into seen_events (event_id, org_id, seq) values ($1, $2, $3)",
-        [(row["event_id"], row["org_id"], row["seq"]) for row in rows],
-    )
+TYPES = {"org_id": "uuid", "seq": "bigint", "event_id": "uuid", "occurred_at": "timestamptz",
+         "received_at": "timestamptz", "type": "text", "actor_type": "text", "actor_id": "text",
+         "resource_type": "text", "resource_id": "text", "ip": "text", "user_agent": "text",
+         "request_id": "text", "data": "jsonb", "prev_hash": "bytea", "hash": "bytea"}
+INSERT_EVENTS = (
+    f"insert into audit_events ({', '.join(TYPES)}) select * from unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(TYPES.values(), start=1)) + ")"
+)
 
 
-async def set_head(conn: Conn, org_id: UUID, seq: int, head: bytes) -> None:
-    await conn.execute("update chain_heads set seq = $2, hash = $3 where org_id = $1",
-                       org_id, seq, head)
+async def append(conn: Conn, org_id: UUID, rows: list[dict[str, Any]]) -> None:
+    """A whole batch in one statement: the rows (arrays unnested), their ids for
+    deduplication, and the new chain head."""
+    n = len(TYPES)
+    await conn.execute(
+        f"with stored as ({INSERT_EVENTS} returning event_id, org_id, seq),"
+        " seen as (insert into seen_events (event_id, org_id, seq)"
+        "   select event_id, org_id, seq from stored)"
+        f" update chain_heads set seq = ${n + 2}, hash = ${n + 3} where org_id = ${n + 1}",
+        *([row[name] for row in rows] for name in TYPES), org_id, rows[-1]["seq"],
+        rows[-1]["hash"],
+    )
 
 
 async def quarantine(conn: Conn, rows: list[tuple[str, str, Any, bytes]]) -> None:

@@ -1,0 +1,151 @@
+"""Benchmark: sustained audit ingest (verify + chain + store + ack after commit) from JetStream
+into PostgreSQL, as a ratio of a bare fetch-and-ack of the same messages from the same stream in
+the same run; the bare COPY rate into the same table beside it; end-to-end lag p99 at a given
+offered rate.
+
+    .venv/bin/python bench/audit_ingest.py [--events 20000] [--rate 5000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
+from argus_audit.ingest import Ingest, Metrics
+from argus_shared import db, events, xut
+from argus_shared.consumer import Consumer
+from argus_shared.nats import connect, ensure_stream
+from prometheus_client import CollectorRegistry
+from support.infra import start_infra
+
+ORGS = [uuid.uuid4() for _ in range(10)]
+
+
+def message(keys: xut.KeyRing, index: int, subject_type: str) -> tuple[bytes, dict[str, str]]:
+    org = ORGS[index % len(ORGS)]
+    event = events.new_event(subject_type, actor=events.Actor("system", "bench"),
+                             resource=events.Resource("tick", str(index)), org_id=org,
+                             data={"n": index})
+    body = events.encode(event)
+    token = xut.sign(keys, xut.Identity(sub="system:bench", org=str(org)), issuer="bench",
+                     audience=events.EVENTS_AUDIENCE, lifetime=3600, body=body)
+    return body, {xut.HEADER: token, "Nats-Msg-Id": event.id}
+
+
+async def publish(js, keys: xut.KeyRing, count: int, kind: str, rate: float | None) -> None:
+    subject = events.subject_for("bench", kind)
+    window = 200
+    started = time.perf_counter()
+    for first in range(0, count, window):
+        batch = [message(keys, i, kind) for i in range(first, min(first + window, count))]
+        await asyncio.gather(*(js.publish(subject, body, headers=headers)
+                               for body, headers in batch))
+        if rate:
+            ahead = (first + window) / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+
+async def bare_rate(js, kind: str, count: int) -> float:
+    sub = await js.pull_subscribe(events.subject_for("bench", kind), durable=f"bare{kind[-4:]}",
+                                  stream=events.STREAM)
+    done, started = 0, time.perf_counter()
+    while done < count:
+        for msg in await sub.fetch(500, timeout=5):
+            await msg.ack()
+            done += 1
+    return done / (time.perf_counter() - started)
+
+
+async def audit_rate(js, pool, keys, kind: str, count: int, owner) -> float:
+    ingest = Ingest(pool, Metrics(CollectorRegistry()))
+    consumer = Consumer(js, keys, durable=f"audit{kind[-4:]}", handler=ingest, batch=500,
+                        subject=events.subject_for("bench", kind))
+    started = time.perf_counter()
+    await consumer.start()
+    while await owner.fetchval("select count(*) from audit.audit_events where type = $1",
+                               kind) < count:
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    return count / elapsed
+
+
+async def copy_rate(admin: asyncpg.Connection, count: int) -> float:
+    org = uuid.uuid4()
+    now = datetime.now(UTC)
+    records = [(org, i + 1, uuid.uuid4(), now, now, "copy.tick", "system", "bench", "tick",
+                str(i), None, None, None, "{}", bytes(32), bytes(32)) for i in range(count)]
+    started = time.perf_counter()
+    await admin.copy_records_to_table(
+        "audit_events", schema_name="audit", records=records,
+        columns=["org_id", "seq", "event_id", "occurred_at", "received_at", "type",
+                 "actor_type", "actor_id", "resource_type", "resource_id", "ip", "user_agent",
+                 "request_id", "data", "prev_hash", "hash"])
+    return count / (time.perf_counter() - started)
+
+
+async def lag_p99(js, pool, keys, owner, rate: float, seconds: float) -> float:
+    kind = f"lag.t{uuid.uuid4().hex[:6]}"
+    count = int(rate * seconds)
+    ingest = Ingest(pool, Metrics(CollectorRegistry()))
+    consumer = Consumer(js, keys, durable=f"lag{kind[-6:]}", handler=ingest, batch=500,
+                        subject=events.subject_for("bench", kind))
+    await consumer.start()
+    await publish(js, keys, count, kind, rate)
+    while await owner.fetchval("select count(*) from audit.audit_events where type = $1",
+                               kind) < count:
+        await asyncio.sleep(0.05)
+    await consumer.stop()
+    lags = await owner.fetch("select extract(epoch from received_at - occurred_at) as lag"
+                             " from audit.audit_events where type = $1", kind)
+    return statistics.quantiles([float(r["lag"]) for r in lags], n=100)[98]
+
+
+async def main(count: int, rate: float, seconds: float) -> None:
+    infra = start_infra(Path(tempfile.mkdtemp(prefix="argus-bench-")))
+    try:
+        url = await infra.create_database(("audit",))
+        keys = infra.secrets.keyring("xut-keys")
+        nc = await connect(infra.nats_url, "bench")
+        js = nc.jetstream()
+        await ensure_stream(js)
+        pool = await db.create_pool(url, "argus_audit", infra.secrets.read("db-audit-password"),
+                                    schema="audit", max_size=10)
+        owner = await asyncpg.connect(infra.url_for(url.rsplit("/", 1)[1], with_admin=True))
+        kind = f"bench.t{uuid.uuid4().hex[:6]}"
+        await publish(js, keys, count, kind, None)
+        bare = await bare_rate(js, kind, count)
+        stored = await audit_rate(js, pool, keys, kind, count, owner)
+        copy = await copy_rate(owner, count)
+        lag = await lag_p99(js, pool, keys, owner, rate, seconds)
+        print(f"bare fetch+ack            : {bare:9.0f} events/s")
+        print(f"audit ingest (verify+chain): {stored:9.0f} events/s")
+        print(f"ratio                      : {stored / bare:9.2f}  (target >= 0.6)")
+        print(f"bare COPY into audit_events: {copy:9.0f} rows/s")
+        print(f"lag p99 at {rate:.0f}/s offered : {lag * 1000:9.0f} ms  (target < 1000 ms)")
+        await owner.close()
+        await pool.close()
+        await nc.close()
+    finally:
+        infra.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=5000)
+    parser.add_argument("--seconds", type=float, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.rate, args.seconds))
