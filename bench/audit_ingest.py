@@ -22,11 +22,12 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
+from prometheus_client import CollectorRegistry
+
 from argus_audit.ingest import Ingest, Metrics
 from argus_shared import db, events, xut
 from argus_shared.consumer import Consumer
 from argus_shared.nats import connect, ensure_stream
-from prometheus_client import CollectorRegistry
 from support.infra import start_infra
 
 ORGS = [uuid.uuid4() for _ in range(10)]
