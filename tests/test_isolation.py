@@ -15,14 +15,17 @@ from typing import Any
 import asyncpg
 import pytest
 
+from argus_audit.routes import ROUTES as AUDIT_ROUTES
 from argus_auth.routes import ROUTES as AUTH_ROUTES
 from argus_shared import db
 from argus_shared.routing import Route
 from argus_shared.settings import Settings
 from argus_tenant_api.routes import ROUTES as TENANT_ROUTES
+from support.audit_service import Audit
 from support.suite import Suite, User
 
-SERVICES: dict[str, list[Route]] = {"auth": AUTH_ROUTES, "tenant-api": TENANT_ROUTES}
+SERVICES: dict[str, list[Route]] = {"auth": AUTH_ROUTES, "tenant-api": TENANT_ROUTES,
+                                    "audit": AUDIT_ROUTES}
 PARAM = re.compile(r"\{([^}:]+)")
 SAMPLE_BODIES: dict[str, Any] = {
     "OrgChanges": {"name": "renamed"}, "RoleChange": {"role": "viewer"},
@@ -54,7 +57,8 @@ async def tenant(suite: Suite) -> Tenant:
     _, invited = await suite.call("POST", f"/orgs/{org}/invitations", owner.token,
                                   {"email": "pending@example.com", "role": "viewer"})
     key = await suite.api_key(org, owner, project,
-                              ["tenant:read", "wallet:read", "wallet:write", "files:read"])
+                              ["tenant:read", "wallet:read", "wallet:write", "files:read",
+                               "audit:read"])
     _, sessions = await suite.auth.call("GET", "/sessions", owner.token)
     return Tenant(owner, org, await suite.switch(owner, org), project, invited["invitation"]["id"],
                   member, key, sessions[0]["id"])
@@ -76,12 +80,14 @@ def body_for(route: Route) -> Any:
     return SAMPLE_BODIES[route.body.__name__]
 
 
-async def send(suite: Suite, service: str, route: Route, path: str, token: str) -> tuple[int, Any]:
+async def send(suite: Suite, service: str, route: Route, path: str, token: str,
+               audit: Audit | None = None) -> tuple[int, Any]:
     headers = {"Idempotency-Key": f"idor-{uuid.uuid4().hex}"}
     if service == "tenant-api":
         return await suite.call(route.method, path, token, body_for(route), headers)
+    base = audit.base if service == "audit" and audit else suite.auth.base
     async with suite.auth.http.request(
-            route.method, suite.auth.url(path), json=body_for(route),
+            route.method, f"{base}{path}", json=body_for(route),
             headers={"Authorization": f"Bearer {token}", **headers}) as response:
         return response.status, await response.text()
 
@@ -94,12 +100,12 @@ async def two_tenants(suite: Suite) -> tuple[Tenant, Tenant]:
 @pytest.mark.parametrize(("service", "route"), ID_ROUTES,
                          ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES])
 async def test_another_orgs_resource_is_404_by_user_token(
-    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit
 ) -> None:
     attacker, victim = two_tenants
     path = path_for(route, victim)
     for token in (attacker.owner.token, attacker.scoped):
-        status, body = await send(suite, service, route, path, token)
+        status, body = await send(suite, service, route, path, token, audit)
         assert status == 404, (route.method, path, status, body)
         assert victim.org not in str(body).replace(path, "")
 
@@ -107,11 +113,11 @@ async def test_another_orgs_resource_is_404_by_user_token(
 @pytest.mark.parametrize(("service", "route"), [(s, r) for s, r in ID_ROUTES if r.scopes],
                          ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES if r.scopes])
 async def test_another_orgs_resource_is_404_by_api_key(
-    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit
 ) -> None:
     attacker, victim = two_tenants
     status, body = await send(suite, service, route, path_for(route, victim),
-                              attacker.api_key["key"])
+                              attacker.api_key["key"], audit)
     assert status == 404, (route.method, route.path, status, body)
 
 
