@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -254,3 +254,24 @@ def run_service(
     except KeyboardInterrupt:
         pass
     raise SystemExit(0)
+
+
+Command = Callable[[Settings], Awaitable[str]]
+
+
+def main(service: str, create_app: Callable[[Settings], web.Application],
+         commands: Mapping[str, Command] | None = None) -> None:
+    """A service's entry point: no argument runs the service; one argument runs one of its
+    operator `commands` (each returns the line to print). Failures are one line."""
+    commands = commands or {}
+    args = sys.argv[1:]
+    if not args:
+        run_service(service, create_app)
+    if len(args) != 1 or args[0] not in commands:
+        fail(f"unknown command {' '.join(args)!r} (try: {', '.join(commands) or 'no arguments'})")
+    try:
+        print(asyncio.run(commands[args[0]](Settings.from_env(service))), flush=True)
+    except ConfigError as exc:
+        fail(str(exc))
+    except (OSError, asyncpg.PostgresError) as exc:
+        fail(f"{args[0]} failed: {_reason(exc)}", 1)

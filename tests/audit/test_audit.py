@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -228,3 +229,12 @@ async def test_retention_removes_old_events_and_verification_still_holds(
     with pytest.raises(asyncpg.PostgresError):  # nobody else gets around the trigger
         await admin.execute("delete from audit.audit_events where org_id = $1", uuid.UUID(org))
 
+
+
+def test_the_prune_command_runs_as_the_owner(stack: Any) -> None:
+    from support.processes import run_to_exit, service_command
+
+    code, output = run_to_exit([*service_command("audit"), "prune"],
+                               stack.service_environment("audit"))
+    assert code == 0, output
+    assert output.startswith("pruned ")

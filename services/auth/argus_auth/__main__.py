@@ -6,16 +6,10 @@ current one (it stays published until the tokens it signed have expired).
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
-import asyncpg
-
 from argus_auth.app import SERVICE, create_app
 from argus_auth.config import AuthConfig
 from argus_auth.signing import SigningKeys
-from argus_shared import db
-from argus_shared.runner import fail, run_service
+from argus_shared import db, runner
 from argus_shared.settings import ConfigError, Settings
 
 
@@ -27,24 +21,14 @@ async def rotate_signing_key(settings: Settings) -> str:
     try:
         keys = SigningKeys(pool, settings.master_keys, AuthConfig().access_ttl)
         await keys.load()
-        return await keys.rotate()
+        kid = await keys.rotate()
     finally:
         await pool.close()
+    return f"new signing key {kid}; the previous one stays published until its tokens expire"
 
 
 def main() -> None:
-    if sys.argv[1:] == ["rotate-signing-key"]:
-        try:
-            kid = asyncio.run(rotate_signing_key(Settings.from_env(SERVICE)))
-        except ConfigError as exc:
-            fail(str(exc))
-        except (OSError, asyncpg.PostgresError) as exc:
-            fail(f"cannot rotate the signing key: {str(exc).splitlines()[0]}", 1)
-        print(f"new signing key {kid}; the previous one stays published until its tokens expire")
-        return
-    if sys.argv[1:]:
-        fail(f"unknown command {sys.argv[1]!r} (try: rotate-signing-key)")
-    run_service(SERVICE, create_app)
+    runner.main(SERVICE, create_app, {"rotate-signing-key": rotate_signing_key})
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from argus_files.app import SERVICE, create_app
-from argus_shared.runner import run_service
+from argus_shared import runner
 
 
 def main() -> None:
-    run_service(SERVICE, create_app)
+    runner.main(SERVICE, create_app)
 
 
 if __name__ == "__main__":

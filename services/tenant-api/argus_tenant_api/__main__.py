@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from argus_shared.runner import run_service
+from argus_shared import runner
 from argus_tenant_api.app import SERVICE, create_app
 
 
 def main() -> None:
-    run_service(SERVICE, create_app)
+    runner.main(SERVICE, create_app)
 
 
 if __name__ == "__main__":
