@@ -1,11 +1,263 @@
-"""The webhooks service's route table: thin handlers that parse, call the domain, respond.
-
-Every service also serves /healthz, /readyz, /metrics, /openapi.json and /internal/whoami
-(argus_shared.runner). The service's own routes arrive with its issue.
-"""
+"""The webhooks service's route table: endpoints for org owners and admins (secret shown once at
+creation and rotation), their deliveries and attempts, manual resend, and verified inbound
+webhooks from configured providers."""
 
 from __future__ import annotations
 
-from argus_shared.routing import Route
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
 
-ROUTES: list[Route] = []
+import msgspec
+from aiohttp import web
+
+from argus_shared import crypto, db
+from argus_shared.access import PRINCIPAL
+from argus_shared.errors import Problem
+from argus_shared.outbox import Ctx, record
+from argus_shared.request import CLIENT_IP, REQUEST_ID
+from argus_shared.routing import Route
+from argus_shared.validation import parse_json, read_body
+from argus_shared.web import POOL_KEY, SETTINGS_KEY
+from argus_webhooks import queries, schemas, signing, ssrf
+from argus_webhooks.config import CONFIG_KEY
+from argus_webhooks.delivery import secret_context
+
+SERVICE = "webhooks"
+ADMINS = ("owner", "admin")
+INBOUND_LIMIT = 600
+
+
+def json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status,
+                        content_type="application/json")
+
+
+def ctx_of(request: web.Request) -> Ctx:
+    return Ctx(ip=request.get(CLIENT_IP), user_agent=request.headers.get("User-Agent"),
+               request_id=request.get(REQUEST_ID))
+
+
+def uuid_param(request: web.Request, name: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise Problem(404, "not found") from None
+
+
+def org_scope(request: web.Request) -> UUID:
+    """The path's org if it is the caller's (404 otherwise), then owners/admins only."""
+    principal = request[PRINCIPAL]
+    org_id = uuid_param(request, "org_id")
+    if principal.org is None or UUID(principal.org) != org_id:
+        raise Problem(404, "not found")
+    if principal.kind == "user" and principal.role not in ADMINS:
+        raise Problem(403, "webhooks are managed by org owners and admins")
+    return org_id
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def endpoint_view(row: Any) -> dict[str, Any]:
+    return {"id": str(row["id"]), "url": row["url"], "event_types": list(row["event_types"]),
+            "enabled": row["enabled"], "description": row["description"],
+            "disabled_reason": row["disabled_reason"], "created_at": iso(row["created_at"])}
+
+
+async def checked_url(request: web.Request, url: str) -> str:
+    config = request.app[CONFIG_KEY]
+    try:
+        host, port = ssrf.check_url(url, config.https_only)
+        await ssrf.resolve_checked(host, port, config.allow_nets)
+    except ssrf.Refused as exc:
+        raise Problem(422, f"the endpoint URL is refused: {exc}", title="URL refused") from None
+    return url
+
+
+async def _new_secret(conn: Any, request: web.Request, org_id: UUID, endpoint_id: UUID) -> str:
+    secret = signing.new_secret()
+    master = request.app[SETTINGS_KEY].master_keys
+    assert master is not None
+    sealed = crypto.seal(master, secret.encode(), secret_context(org_id, endpoint_id))
+    secret_id = uuid.uuid4()
+    await queries.insert_secret(conn, org_id, endpoint_id, secret_id, sealed)
+    return secret, secret_id  # type: ignore[return-value]
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    body = await parse_json(request, schemas.NewEndpoint)
+    url = await checked_url(request, body.url)
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        row = await queries.insert_endpoint(conn, {
+            "org_id": org_id, "id": uuid.uuid4(), "url": url,
+            "event_types": sorted(set(body.event_types)), "description": body.description})
+        secret, _ = await _new_secret(conn, request, org_id, row["id"])
+        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.created",
+                     actor=_actor(request), resource=("endpoint", str(row["id"])), org_id=org_id)
+    return json({"secret": secret, "endpoint": endpoint_view(row)}, 201)
+
+
+def _actor(request: web.Request) -> tuple[str, str]:
+    principal = request[PRINCIPAL]
+    return (principal.kind, principal.id)
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        rows = await queries.endpoints(conn, org_id)
+    return json([endpoint_view(r) for r in rows])
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        row = await queries.endpoint(conn, org_id, uuid_param(request, "endpoint_id"))
+    if row is None:
+        raise Problem(404, "not found")
+    return json(endpoint_view(row))
+
+
+async def update_endpoint(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    body = await parse_json(request, schemas.EndpointChanges)
+    changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+    if "url" in changes:
+        await checked_url(request, changes["url"])
+    if changes.get("enabled") is True:
+        changes["disabled_reason"] = None
+        changes["failing_since"] = None
+    if not changes:
+        raise Problem(422, "nothing to change")
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        row = await queries.update_endpoint(conn, org_id, uuid_param(request, "endpoint_id"),
+                                            changes)
+        if row is None:
+            raise Problem(404, "not found")
+        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.updated",
+                     actor=_actor(request), resource=("endpoint", str(row["id"])), org_id=org_id)
+    return json(endpoint_view(row))
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    endpoint_id = uuid_param(request, "endpoint_id")
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        if not await queries.delete_endpoint(conn, org_id, endpoint_id):
+            raise Problem(404, "not found")
+        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.deleted",
+                     actor=_actor(request), resource=("endpoint", str(endpoint_id)),
+                     org_id=org_id)
+    return web.Response(status=204)
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    body = await parse_json(request, schemas.Rotation)
+    hours = body.overlap_hours
+    if hours is None:
+        hours = request.app[CONFIG_KEY].rotation_overlap_hours
+    endpoint_id = uuid_param(request, "endpoint_id")
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        if await queries.endpoint(conn, org_id, endpoint_id) is None:
+            raise Problem(404, "not found")
+        secret, secret_id = await _new_secret(conn, request, org_id, endpoint_id)
+        until = datetime.now(UTC) + timedelta(hours=hours)
+        await queries.expire_secrets(conn, org_id, endpoint_id, secret_id, until)
+        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.secret_rotated",
+                     actor=_actor(request), resource=("endpoint", str(endpoint_id)),
+                     org_id=org_id, data={"overlap_hours": hours})
+    return json({"secret": secret, "previous_valid_until": until.isoformat()}, 201)
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        rows = await queries.deliveries_of(conn, org_id, uuid_param(request, "endpoint_id"))
+    return json([{"id": str(r["id"]), "event_id": str(r["event_id"]),
+                  "event_type": r["event_type"], "status": r["status"],
+                  "attempts": r["attempts"], "next_attempt_at": iso(r["next_attempt_at"]),
+                  "delivered_at": iso(r["delivered_at"])} for r in rows])
+
+
+async def list_attempts(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    delivery_id = uuid_param(request, "delivery_id")
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        if await queries.delivery(conn, org_id, delivery_id) is None:
+            raise Problem(404, "not found")
+        rows = await queries.attempts_of(conn, org_id, delivery_id)
+    return json([{"n": r["n"], "started_at": iso(r["started_at"]),
+                  "status_code": r["status_code"], "latency_ms": r["latency_ms"],
+                  "error": r["error"], "response_body": r["response_body"]} for r in rows])
+
+
+async def resend(request: web.Request) -> web.Response:
+    org_id = org_scope(request)
+    delivery_id = uuid_param(request, "delivery_id")
+    async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
+        if await queries.delivery(conn, org_id, delivery_id) is None:
+            raise Problem(404, "not found")
+        if not await queries.resend(conn, org_id, delivery_id):
+            raise Problem(409, "the delivery is still being tried")
+    return json({"status": "pending"}, 202)
+
+
+async def inbound(request: web.Request) -> web.Response:
+    config = request.app[CONFIG_KEY]
+    provider = config.providers.get(request.match_info["provider"])
+    if provider is None:
+        raise Problem(404, "not found")
+    body = await read_body(request, request.app[SETTINGS_KEY].max_body_bytes)
+    try:
+        if provider.scheme == "stripe":
+            signing.verify_stripe(request.headers.get("Stripe-Signature"), body, provider.secret,
+                                  time.time(), config.tolerance_seconds)
+            event_id = str(msgspec.json.decode(body).get("id", ""))
+        else:
+            event_id = signing.verify_standard(request.headers, body, provider.secret,
+                                               time.time(), config.tolerance_seconds)
+    except signing.BadSignature as exc:
+        raise Problem(401, f"the webhook is refused: {exc}", title="Bad signature") from None
+    except (msgspec.DecodeError, AttributeError):
+        raise Problem(400, "the body is not a JSON object") from None
+    if not event_id or len(event_id) > 200:
+        raise Problem(400, "the event has no id")
+    async with request.app[POOL_KEY].acquire() as conn, conn.transaction():
+        if not await queries.insert_inbound(conn, provider.name, event_id):
+            raise Problem(409, "this event was already received", title="Replay")
+        await record(conn, SERVICE, ctx_of(request), "webhooks.inbound.received",
+                     actor=("provider", provider.name), resource=("inbound_event", event_id),
+                     data={"provider": provider.name, "payload": msgspec.json.decode(body)})
+    return json({"status": "received"})
+
+
+ORG = "/orgs/{org_id}/webhooks"
+T = {"tags": ("webhooks",), "roles": ADMINS, "scopes": ("webhooks:write",)}
+ROUTES: list[Route] = [
+    Route("POST", ORG + "/endpoints", create_endpoint, "Add an endpoint (secret shown once)",
+          body=schemas.NewEndpoint, status=201, **T),
+    Route("GET", ORG + "/endpoints", list_endpoints, "Endpoints", **T),
+    Route("GET", ORG + "/endpoints/{endpoint_id}", get_endpoint, "An endpoint", **T),
+    Route("PATCH", ORG + "/endpoints/{endpoint_id}", update_endpoint, "Change an endpoint",
+          body=schemas.EndpointChanges, **T),
+    Route("DELETE", ORG + "/endpoints/{endpoint_id}", delete_endpoint, "Remove an endpoint",
+          status=204, **T),
+    Route("POST", ORG + "/endpoints/{endpoint_id}/rotate-secret", rotate_secret,
+          "New secret (shown once); the old one stays valid for the overlap",
+          body=schemas.Rotation, status=201, **T),
+    Route("GET", ORG + "/endpoints/{endpoint_id}/deliveries", list_deliveries,
+          "An endpoint's deliveries", **T),
+    Route("GET", ORG + "/deliveries/{delivery_id}/attempts", list_attempts,
+          "The attempt log of a delivery", **T),
+    Route("POST", ORG + "/deliveries/{delivery_id}/resend", resend,
+          "Deliver again (an exhausted or past delivery)", status=202, **T),
+    Route("POST", "/webhooks/inbound/{provider}", inbound,
+          "Inbound webhook from a configured provider (signature, 5 min tolerance, no replays)",
+          auth="public", rate_limit_per_minute=INBOUND_LIMIT, tags=("inbound",)),
+]

@@ -1,0 +1,172 @@
+"""Delivery workers: claim due deliveries with SKIP LOCKED (any number of replicas), sign, POST
+to the address that passed the SSRF check, record the attempt, then succeed, retry later with
+back-off and jitter (Retry-After honoured within bounds), disable the endpoint (410, or failing
+for 5 days) or give up when the schedule is exhausted. A worker that dies leaves a lease that
+expires; the next claim takes the delivery again, so every delivery completes at least once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+from prometheus_client import Counter, Gauge, Histogram
+
+from argus_shared import crypto, db
+from argus_shared.outbox import Ctx, record
+from argus_shared.settings import KeyRing
+from argus_webhooks import queries, signing, ssrf
+from argus_webhooks.config import WebhooksConfig
+
+log = logging.getLogger("argus.webhooks.delivery")
+SERVICE = "webhooks"
+RESPONSE_EXCERPT = 1000
+
+
+def secret_context(org_id: Any, endpoint_id: Any) -> bytes:
+    return f"webhooks.secret:{org_id}:{endpoint_id}".encode()
+
+
+class Metrics:
+    def __init__(self, registry: Any) -> None:
+        self.results = Counter("argus_webhook_deliveries", "Delivery attempts by result",
+                               ["result"], registry=registry)
+        self.latency = Histogram("argus_webhook_attempt_seconds", "Delivery attempt latency",
+                                 registry=registry)
+        self.depth = Gauge("argus_webhook_queue_depth", "Deliveries not yet done",
+                           registry=registry)
+        self.oldest = Gauge("argus_webhook_oldest_pending_seconds",
+                            "Age of the oldest delivery not yet done", registry=registry)
+        self.disabled = Gauge("argus_webhook_endpoints_disabled", "Disabled endpoints",
+                              registry=registry)
+
+
+def next_delay(attempt: int, schedule: tuple[int, ...], retry_after: int | None,
+               cap: int) -> float:
+    base = schedule[min(attempt - 1, len(schedule) - 1)]
+    if retry_after is not None:
+        base = max(base, min(retry_after, cap))
+    return base * random.uniform(0.9, 1.1)
+
+
+def retry_after_of(response_headers: Any) -> int | None:
+    value = response_headers.get("Retry-After") if response_headers else None
+    if value and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+class Deliverer:
+    def __init__(self, pool: asyncpg.Pool, master: KeyRing, config: WebhooksConfig,
+                 metrics: Metrics) -> None:
+        self.pool, self.master, self.config, self.metrics = pool, master, config, metrics
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                async with self.pool.acquire() as conn:
+                    rows = await queries.claim(conn, self.config.workers,
+                                               self.config.lease_seconds)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("claim failed", extra={"error": str(exc)[:200]})
+                await asyncio.sleep(1)
+                continue
+            if not rows:
+                await asyncio.sleep(self.config.poll_seconds)
+                continue
+            await asyncio.gather(*(self.deliver(row) for row in rows), return_exceptions=True)
+
+    async def deliver(self, row: asyncpg.Record) -> str:
+        started, moment = time.perf_counter(), datetime.now(UTC)
+        status_code, error, excerpt, headers = None, None, None, None
+        try:
+            secrets = await self._secrets(row)
+            host, port = ssrf.check_url(row["url"], self.config.https_only)
+            addresses = await ssrf.resolve_checked(host, port, self.config.allow_nets)
+            status_code, excerpt, headers = await self._post(row, secrets, host, addresses)
+        except ssrf.Refused as exc:
+            error = f"refused: {exc}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        latency = time.perf_counter() - started
+        self.metrics.latency.observe(latency)
+        return await self._settle(row, moment, latency, status_code, error, excerpt, headers)
+
+    async def _secrets(self, row: asyncpg.Record) -> list[str]:
+        async with db.tenant_tx(self.pool, row["org_id"]) as conn:
+            rows = await queries.live_secrets(conn, row["org_id"], row["endpoint_id"])
+        context = secret_context(row["org_id"], row["endpoint_id"])
+        return [crypto.open_sealed(self.master, r["sealed"], context).decode() for r in rows]
+
+    async def _post(self, row: asyncpg.Record, secrets: list[str], host: str,
+                    addresses: list[str]) -> tuple[int, str, Any]:
+        headers = signing.outbound_headers(secrets, f"msg_{row['id']}", int(time.time()),
+                                           row["payload"])
+        headers["User-Agent"] = "Argus-Webhooks/1"
+        connector = aiohttp.TCPConnector(resolver=ssrf.PinnedResolver(host, addresses),
+                                         force_close=True)
+        timeout = aiohttp.ClientTimeout(total=self.config.attempt_timeout)
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            session.post(row["url"], data=row["payload"], headers=headers,
+                         allow_redirects=False) as response,
+        ):
+            body = await response.content.read(RESPONSE_EXCERPT)
+            return response.status, body.decode(errors="replace"), response.headers
+
+    async def _settle(self, row: asyncpg.Record, moment: datetime, latency: float,
+                      status_code: int | None, error: str | None, excerpt: str | None,
+                      headers: Any) -> str:
+        ok = status_code is not None and 200 <= status_code < 300
+        result = "succeeded" if ok else "gone" if status_code == 410 else "failed"
+        async with db.tenant_tx(self.pool, row["org_id"]) as conn:
+            await queries.record_attempt(conn, {
+                "org_id": row["org_id"], "delivery_id": row["id"], "n": row["attempts"],
+                "started_at": moment, "status_code": status_code,
+                "latency_ms": int(latency * 1000), "error": error, "response_body": excerpt})
+            if ok:
+                await queries.finish(conn, row["org_id"], row["id"], "succeeded", None)
+                await queries.mark_healthy(conn, row["org_id"], row["endpoint_id"])
+            elif status_code == 410:
+                await queries.finish(conn, row["org_id"], row["id"], "cancelled", None)
+                await self._disable(conn, row, "the endpoint answered 410 Gone")
+            else:
+                result = await self._retry_or_give_up(conn, row, headers)
+        self.metrics.results.labels(result).inc()
+        return result
+
+    async def _retry_or_give_up(self, conn: queries.Conn, row: asyncpg.Record,
+                                headers: Any) -> str:
+        failing_since = await queries.mark_failing(conn, row["org_id"], row["endpoint_id"])
+        if datetime.now(UTC) - failing_since > timedelta(days=self.config.disable_after_days):
+            await self._disable(conn, row, "failing for 5 days")
+        if row["attempts"] > len(self.config.schedule):
+            await queries.finish(conn, row["org_id"], row["id"], "exhausted", None)
+            return "exhausted"
+        delay = next_delay(row["attempts"], self.config.schedule, retry_after_of(headers),
+                           self.config.retry_after_cap)
+        await queries.finish(conn, row["org_id"], row["id"], "pending",
+                             datetime.now(UTC) + timedelta(seconds=delay))
+        return "failed"
+
+    async def _disable(self, conn: queries.Conn, row: asyncpg.Record, reason: str) -> None:
+        await queries.disable(conn, row["org_id"], row["endpoint_id"], reason)
+        await record(conn, SERVICE, Ctx(), "webhooks.endpoint.disabled",
+                     actor=("system", "webhooks"), resource=("endpoint", str(row["endpoint_id"])),
+                     org_id=row["org_id"], data={"reason": reason})
+
+    async def refresh_metrics(self) -> None:
+        async with self.pool.acquire() as conn:
+            stats = await queries.queue_stats(conn)
+        self.metrics.depth.set(stats["pending"])
+        self.metrics.oldest.set(stats["oldest_seconds"])
+        self.metrics.disabled.set(stats["disabled"])

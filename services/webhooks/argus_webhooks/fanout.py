@@ -1,0 +1,39 @@
+"""Fan-out: each event of ARGUS_EVENTS becomes one delivery per enabled endpoint of its org that
+subscribes to its type (or to `*`); idempotent on (endpoint, event), so a redelivered message
+adds nothing. Messages that fail verification are never delivered to anyone."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from argus_shared import db
+from argus_shared.consumer import Received
+from argus_webhooks import queries
+
+log = logging.getLogger("argus.webhooks.fanout")
+
+
+class FanOut:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def __call__(self, batch: Sequence[Received]) -> None:
+        for item in batch:
+            if item.event is None:
+                log.warning("unverified event not delivered", extra={"reason": item.error,
+                                                                     "subject": item.msg.subject})
+                continue
+            if item.event.org_id is None:
+                continue  # platform events belong to no org's endpoints
+            org_id = UUID(item.event.org_id)
+            async with db.tenant_tx(self.pool, org_id) as conn:
+                targets = await queries.subscribed(conn, org_id, item.event.type)
+                if targets:
+                    await queries.insert_deliveries(
+                        conn, org_id, targets, [uuid.uuid4() for _ in targets],
+                        UUID(item.event.id), item.event.type, item.msg.data)
