@@ -11,7 +11,9 @@ from argus_shared.cli.stack import Stack
 from argus_shared.settings import Settings
 from support.infra import Infra, start_infra
 
-pytest_plugins = ["support.auth_service", "support.suite", "support.audit_service"]
+pytest_plugins = [
+    "support.auth_service", "support.suite", "support.audit_service", "support.webhooks_service",
+]
 
 
 @pytest.fixture(scope="session")

@@ -46,9 +46,9 @@ def refused_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
         address = address.ipv4_mapped
     if address in METADATA:
         return "a cloud metadata address"
-    for attribute, what in (("is_loopback", "loopback"), ("is_private", "private"),
+    for attribute, what in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
                             ("is_link_local", "link-local"), ("is_multicast", "multicast"),
-                            ("is_reserved", "reserved"), ("is_unspecified", "unspecified")):
+                            ("is_private", "private"), ("is_reserved", "reserved")):
         if getattr(address, attribute):
             return f"a {what} address"
     return None
