@@ -251,3 +251,47 @@ async def test_inbound_standard_webhooks_verified_with_the_official_signer(
     async with webhooks.suite.http.post(f"{webhooks.base}/webhooks/inbound/nobody", data=body,
                                         headers=headers) as r:
         assert r.status == 404
+
+
+async def test_an_endpoint_failing_for_five_days_is_disabled_with_an_event(
+    webhooks: Webhooks, admin: Any
+) -> None:
+    owner, org, token, created, _ = await endpoint(webhooks)
+    await admin.execute("update webhooks.endpoints set failing_since = now() - interval '6 days'"
+                        " where id = $1", uuid.UUID(created["id"]))
+    webhooks.receiver.answers.append((500, {}))
+    await webhooks.suite.project(org, owner)
+    await webhooks.receiver.wait_for(1)
+    for _ in range(50):
+        _, found = await webhooks.call("GET", f"/orgs/{org}/webhooks/endpoints/{created['id']}",
+                                       token)
+        if not found["enabled"]:
+            break
+        await asyncio.sleep(0.1)
+    assert found["enabled"] is False and found["disabled_reason"] == "failing for 5 days"
+    subjects = await admin.fetch("select subject from webhooks.outbox where org_id = $1",
+                                 uuid.UUID(org))
+    assert "argus.events.webhooks.webhooks.endpoint.disabled" in {r["subject"] for r in subjects}
+
+
+async def test_a_redelivered_event_adds_no_second_delivery(webhooks: Webhooks,
+                                                          admin: Any) -> None:
+    from argus_shared import events as envelope
+    from argus_shared.consumer import Received
+    from argus_webhooks.fanout import FanOut
+
+    owner, org, token, created, _ = await endpoint(webhooks)
+    await webhooks.suite.project(org, owner)
+    await webhooks.receiver.wait_for(1)
+    row = await admin.fetchrow("select event_id, payload from webhooks.deliveries"
+                               " where endpoint_id = $1", uuid.UUID(created["id"]))
+
+    class Redelivered:  # the same message, as JetStream hands it over a second time
+        data, subject, headers = bytes(row["payload"]), "argus.events.x", None
+
+    event = envelope.decode(bytes(row["payload"]))
+    redelivered = Received(Redelivered(), event, None, None)  # type: ignore[arg-type]
+    await FanOut(webhooks.pool)([redelivered])
+    count = await admin.fetchval(
+        "select count(*) from webhooks.deliveries where endpoint_id = $1", uuid.UUID(created["id"]))
+    assert count == 1
