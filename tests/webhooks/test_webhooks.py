@@ -280,7 +280,7 @@ async def test_a_redelivered_event_adds_no_second_delivery(webhooks: Webhooks,
     from argus_shared.consumer import Received
     from argus_webhooks.fanout import FanOut
 
-    owner, org, token, created, _ = await endpoint(webhooks)
+    owner, org, _token, created, _ = await endpoint(webhooks)
     await webhooks.suite.project(org, owner)
     await webhooks.receiver.wait_for(1)
     row = await admin.fetchrow("select event_id, payload from webhooks.deliveries"
