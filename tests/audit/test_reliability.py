@@ -9,6 +9,7 @@ import os
 import signal
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,9 @@ import pytest
 from argus_audit.chain import PLATFORM
 from argus_audit.verify import verify_chain
 from argus_shared import db, events, xut
-from argus_shared.devsecrets import ensure_dev_secrets
-from argus_shared.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from argus_shared.nats import connect, ensure_stream
 from argus_shared.settings import OWNER_ROLE
-from support.infra import Infra
+from support.infra import Infra, start_own_infra
 from support.processes import Proc, service_command, wait_ready
 
 FULL = bool(os.environ.get("ARGUS_FULL"))
@@ -30,16 +29,9 @@ ORGS = [uuid.uuid4() for _ in range(3)]
 
 
 @pytest.fixture
-async def own_infra() -> Infra:
+async def own_infra() -> AsyncIterator[Infra]:
     """PostgreSQL and NATS of this test alone, so it may restart them."""
-    workdir = Path(tempfile.mkdtemp(prefix="argus-chaos-"))
-    store = ensure_dev_secrets(workdir / "secrets")
-    pg = EmbeddedPostgres(workdir / "pg", free_port(), store.read("pg-superuser-password"),
-                          fast=True)
-    pg.start()
-    nats = EmbeddedNats(workdir / "nats", free_port())
-    nats.start()
-    infra = Infra(admin_url=pg.admin_url, nats_url=nats.url, secrets=store, pg=pg, nats=nats)
+    infra = start_own_infra(Path(tempfile.mkdtemp(prefix="argus-chaos-")))
     yield infra
     infra.close()
 

@@ -91,3 +91,14 @@ def start_infra(workdir: Path) -> Infra:
         nats.start()
         nats_url = nats.url
     return Infra(admin_url=admin_url, nats_url=nats_url, secrets=store, pg=pg, nats=nats)
+
+
+def start_own_infra(workdir: Path) -> Infra:
+    """Embedded PostgreSQL and NATS for one test alone (it may kill or restart them)."""
+    store = ensure_dev_secrets(workdir / "secrets")
+    pg = EmbeddedPostgres(workdir / "pg", free_port(), store.read("pg-superuser-password"),
+                          fast=True)
+    pg.start()
+    nats = EmbeddedNats(workdir / "nats", free_port())
+    nats.start()
+    return Infra(admin_url=pg.admin_url, nats_url=nats.url, secrets=store, pg=pg, nats=nats)

@@ -45,12 +45,19 @@ class WebhooksConfig:
             allow = tuple(ipaddress.ip_network(n.strip()) for n in nets.split(",") if n.strip())
         except ValueError as exc:
             raise ConfigError(f"ARGUS_WEBHOOKS_ALLOW_NETS: {exc}") from None
-        return cls(
+        config = cls(
             https_only=env.bool("ARGUS_WEBHOOKS_HTTPS_ONLY", production),
             allow_nets=allow,
             workers=env.int("ARGUS_WEBHOOKS_WORKERS", 16, 1, 512),
+            attempt_timeout=float(env.int("ARGUS_WEBHOOKS_ATTEMPT_TIMEOUT", 15, 1, 120)),
+            lease_seconds=env.int("ARGUS_WEBHOOKS_LEASE_SECONDS", 60, 2, 3600),
             providers=parse_providers(env.secret("ARGUS_WEBHOOKS_INBOUND", required=False)),
         )
+        if config.lease_seconds <= config.attempt_timeout:
+            raise ConfigError(
+                "ARGUS_WEBHOOKS_LEASE_SECONDS must be longer than ARGUS_WEBHOOKS_ATTEMPT_TIMEOUT"
+            )
+        return config
 
 
 def parse_providers(text: str | None) -> dict[str, Provider]:
