@@ -6,6 +6,7 @@ rules checked at SQL level for the runtime role."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Callable
@@ -21,17 +22,21 @@ from argus_shared import db
 from argus_shared.routing import Route
 from argus_shared.settings import Settings
 from argus_tenant_api.routes import ROUTES as TENANT_ROUTES
+from argus_webhooks.routes import ROUTES as WEBHOOK_ROUTES
 from support.audit_service import Audit
 from support.suite import Suite, User
+from support.webhooks_service import Webhooks
 
 SERVICES: dict[str, list[Route]] = {"auth": AUTH_ROUTES, "tenant-api": TENANT_ROUTES,
-                                    "audit": AUDIT_ROUTES}
+                                    "audit": AUDIT_ROUTES, "webhooks": WEBHOOK_ROUTES}
 PARAM = re.compile(r"\{([^}:]+)")
 SAMPLE_BODIES: dict[str, Any] = {
     "OrgChanges": {"name": "renamed"}, "RoleChange": {"role": "viewer"},
     "NewInvitation": {"email": "someone@example.com", "role": "member"},
     "NewProject": {"name": "p"}, "Money": {"amount_cents": 100},
     "NewApiKey": {"name": "k", "scopes": ["files:read"]}, "RotateApiKey": {},
+    "NewEndpoint": {"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},
+    "EndpointChanges": {"description": "changed"}, "Rotation": {},
 }
 ID_ROUTES = [(service, route) for service, routes in SERVICES.items() for route in routes
              if route.auth == "user" and PARAM.search(route.path)]
@@ -47,9 +52,11 @@ class Tenant:
     member: User
     api_key: dict[str, Any]
     session: str
+    endpoint: str = ""
+    delivery: str = ""
 
 
-async def tenant(suite: Suite) -> Tenant:
+async def tenant(suite: Suite, webhooks: Webhooks | None = None) -> Tenant:
     owner = await suite.user()
     org = await suite.org(owner)
     project = await suite.project(org, owner)
@@ -58,16 +65,36 @@ async def tenant(suite: Suite) -> Tenant:
                                   {"email": "pending@example.com", "role": "viewer"})
     key = await suite.api_key(org, owner, project,
                               ["tenant:read", "wallet:read", "wallet:write", "files:read",
-                               "audit:read"])
+                               "audit:read", "webhooks:write"])
     _, sessions = await suite.auth.call("GET", "/sessions", owner.token)
-    return Tenant(owner, org, await suite.switch(owner, org), project, invited["invitation"]["id"],
-                  member, key, sessions[0]["id"])
+    found = Tenant(owner, org, await suite.switch(owner, org), project,
+                   invited["invitation"]["id"], member, key, sessions[0]["id"])
+    if webhooks is not None:
+        found.endpoint, found.delivery = await webhook_delivery(suite, webhooks, found)
+    return found
+
+
+async def webhook_delivery(suite: Suite, webhooks: Webhooks, victim: Tenant) -> tuple[str, str]:
+    """An endpoint of the org, and one delivery to it."""
+    _, created = await webhooks.call("POST", f"/orgs/{victim.org}/webhooks/endpoints",
+                                     victim.scoped, {"url": webhooks.receiver.url,
+                                                     "event_types": ["project.created"]})
+    endpoint = created["endpoint"]["id"]
+    await suite.project(victim.org, victim.owner)
+    for _ in range(100):
+        _, deliveries = await webhooks.call(
+            "GET", f"/orgs/{victim.org}/webhooks/endpoints/{endpoint}/deliveries", victim.scoped)
+        if deliveries:
+            return endpoint, deliveries[0]["id"]
+        await asyncio.sleep(0.1)
+    raise AssertionError("no delivery was made")
 
 
 def path_for(route: Route, victim: Tenant) -> str:
     values = {"org_id": victim.org, "project_id": victim.project, "user_id": victim.member.id,
               "invitation_id": victim.invitation, "key_id": victim.api_key["api_key"]["id"],
-              "session_id": victim.session}
+              "session_id": victim.session, "endpoint_id": victim.endpoint,
+              "delivery_id": victim.delivery}
     missing = [p for p in PARAM.findall(route.path) if p not in values]
     assert not missing, f"add an org-B sample for {missing} ({route.method} {route.path})"
     return PARAM.sub(lambda m: "{" + m.group(1), route.path).format(**values)
@@ -81,11 +108,12 @@ def body_for(route: Route) -> Any:
 
 
 async def send(suite: Suite, service: str, route: Route, path: str, token: str,
-               audit: Audit | None = None) -> tuple[int, Any]:
+               audit: Audit | None = None, webhooks: Webhooks | None = None) -> tuple[int, Any]:
     headers = {"Idempotency-Key": f"idor-{uuid.uuid4().hex}"}
     if service == "tenant-api":
         return await suite.call(route.method, path, token, body_for(route), headers)
-    base = audit.base if service == "audit" and audit else suite.auth.base
+    bases = {"audit": audit.base if audit else "", "webhooks": webhooks.base if webhooks else ""}
+    base = bases.get(service) or suite.auth.base
     async with suite.auth.http.request(
             route.method, f"{base}{path}", json=body_for(route),
             headers={"Authorization": f"Bearer {token}", **headers}) as response:
@@ -93,19 +121,20 @@ async def send(suite: Suite, service: str, route: Route, path: str, token: str,
 
 
 @pytest.fixture
-async def two_tenants(suite: Suite) -> tuple[Tenant, Tenant]:
-    return await tenant(suite), await tenant(suite)
+async def two_tenants(suite: Suite, webhooks: Webhooks) -> tuple[Tenant, Tenant]:
+    return await tenant(suite, webhooks), await tenant(suite, webhooks)
 
 
 @pytest.mark.parametrize(("service", "route"), ID_ROUTES,
                          ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES])
 async def test_another_orgs_resource_is_404_by_user_token(
-    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit,
+    webhooks: Webhooks,
 ) -> None:
     attacker, victim = two_tenants
     path = path_for(route, victim)
     for token in (attacker.owner.token, attacker.scoped):
-        status, body = await send(suite, service, route, path, token, audit)
+        status, body = await send(suite, service, route, path, token, audit, webhooks)
         assert status == 404, (route.method, path, status, body)
         assert victim.org not in str(body).replace(path, "")
 
@@ -113,26 +142,36 @@ async def test_another_orgs_resource_is_404_by_user_token(
 @pytest.mark.parametrize(("service", "route"), [(s, r) for s, r in ID_ROUTES if r.scopes],
                          ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES if r.scopes])
 async def test_another_orgs_resource_is_404_by_api_key(
-    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit,
+    webhooks: Webhooks,
 ) -> None:
     attacker, victim = two_tenants
     status, body = await send(suite, service, route, path_for(route, victim),
-                              attacker.api_key["key"], audit)
+                              attacker.api_key["key"], audit, webhooks)
     assert status == 404, (route.method, route.path, status, body)
 
 
-async def test_the_victims_data_did_not_change(suite: Suite,
-                                               two_tenants: tuple[Tenant, Tenant]) -> None:
+async def test_the_victims_data_did_not_change(
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], audit: Audit, webhooks: Webhooks
+) -> None:
     attacker, victim = two_tenants
+    _, projects_before = await suite.call("GET", f"/orgs/{victim.org}/projects",
+                                          victim.owner.token)
+    _, endpoints_before = await webhooks.call("GET", f"/orgs/{victim.org}/webhooks/endpoints",
+                                              victim.scoped)
     for service, route in ID_ROUTES:
         if route.method != "GET":
-            await send(suite, service, route, path_for(route, victim), attacker.scoped)
+            await send(suite, service, route, path_for(route, victim), attacker.scoped, audit,
+                       webhooks)
     assert (await suite.call("GET", f"/orgs/{victim.org}/wallet", victim.owner.token))[1] == {
         "balance_cents": 0}
     _, members = await suite.call("GET", f"/orgs/{victim.org}/members", victim.owner.token)
     assert sorted(m["role"] for m in members) == ["member", "owner"]
     _, projects = await suite.call("GET", f"/orgs/{victim.org}/projects", victim.owner.token)
-    assert [p["id"] for p in projects] == [victim.project]
+    assert projects == projects_before
+    _, endpoints = await webhooks.call("GET", f"/orgs/{victim.org}/webhooks/endpoints",
+                                       victim.scoped)
+    assert endpoints == endpoints_before
 
 
 TENANT_TABLES = {"tenant_api": ["orgs", "memberships", "invitations", "projects", "wallets",
