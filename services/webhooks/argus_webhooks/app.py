@@ -67,3 +67,4 @@ async def _deliver(settings: Settings, app: web.Application) -> AsyncIterator[No
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await deliverer.close()

@@ -26,6 +26,7 @@ from argus_webhooks.config import WebhooksConfig
 log = logging.getLogger("argus.webhooks.delivery")
 SERVICE = "webhooks"
 RESPONSE_EXCERPT = 1000
+CLAIM_FACTOR = 4  # rows claimed per round, per concurrent worker
 
 
 def secret_context(org_id: Any, endpoint_id: Any) -> bytes:
@@ -66,15 +67,38 @@ class Deliverer:
                  metrics: Metrics) -> None:
         self.pool, self.master, self.config, self.metrics = pool, master, config, metrics
         self._stopping = False
+        # one keep-alive session per checked (host, port, addresses): connections are reused,
+        # and a host whose addresses change gets a new session after a new check
+        self._sessions: dict[tuple[str, tuple[str, ...]], aiohttp.ClientSession] = {}
 
     def stop(self) -> None:
         self._stopping = True
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    def _session(self, host: str, addresses: list[str]) -> aiohttp.ClientSession:
+        key = (host, tuple(addresses))
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            stale = [k for k in self._sessions if k[0] == host]
+            for old in stale:
+                asyncio.ensure_future(self._sessions.pop(old).close())  # noqa: RUF006
+            connector = aiohttp.TCPConnector(resolver=ssrf.PinnedResolver(host, addresses),
+                                             limit_per_host=self.config.workers,
+                                             ttl_dns_cache=None, use_dns_cache=False)
+            timeout = aiohttp.ClientTimeout(total=self.config.attempt_timeout)
+            session = self._sessions[key] = aiohttp.ClientSession(connector=connector,
+                                                                  timeout=timeout)
+        return session
 
     async def run(self) -> None:
         while not self._stopping:
             try:
                 async with self.pool.acquire() as conn:
-                    rows = await queries.claim(conn, self.config.workers,
+                    rows = await queries.claim(conn, CLAIM_FACTOR * self.config.workers,
                                                self.config.lease_seconds)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("claim failed", extra={"error": str(exc)[:200]})
@@ -83,7 +107,13 @@ class Deliverer:
             if not rows:
                 await asyncio.sleep(self.config.poll_seconds)
                 continue
-            await asyncio.gather(*(self.deliver(row) for row in rows), return_exceptions=True)
+            slots = asyncio.Semaphore(self.config.workers)
+            await asyncio.gather(*(self._bounded(slots, row) for row in rows),
+                                 return_exceptions=True)
+
+    async def _bounded(self, slots: asyncio.Semaphore, row: asyncpg.Record) -> None:
+        async with slots:
+            await self.deliver(row)
 
     async def deliver(self, row: asyncpg.Record) -> str:
         started, moment = time.perf_counter(), datetime.now(UTC)
@@ -102,24 +132,18 @@ class Deliverer:
         return await self._settle(row, moment, latency, status_code, error, excerpt, headers)
 
     async def _secrets(self, row: asyncpg.Record) -> list[str]:
-        async with db.tenant_tx(self.pool, row["org_id"]) as conn:
-            rows = await queries.live_secrets(conn, row["org_id"], row["endpoint_id"])
         context = secret_context(row["org_id"], row["endpoint_id"])
-        return [crypto.open_sealed(self.master, r["sealed"], context).decode() for r in rows]
+        return [crypto.open_sealed(self.master, sealed, context).decode()
+                for sealed in row["secrets"]]
 
     async def _post(self, row: asyncpg.Record, secrets: list[str], host: str,
                     addresses: list[str]) -> tuple[int, str, Any]:
         headers = signing.outbound_headers(secrets, f"msg_{row['id']}", int(time.time()),
                                            row["payload"])
         headers["User-Agent"] = "Argus-Webhooks/1"
-        connector = aiohttp.TCPConnector(resolver=ssrf.PinnedResolver(host, addresses),
-                                         force_close=True)
-        timeout = aiohttp.ClientTimeout(total=self.config.attempt_timeout)
-        async with (
-            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-            session.post(row["url"], data=row["payload"], headers=headers,
-                         allow_redirects=False) as response,
-        ):
+        session = self._session(host, addresses)
+        async with session.post(row["url"], data=row["payload"], headers=headers,
+                                allow_redirects=False) as response:
             body = await response.content.read(RESPONSE_EXCERPT)
             return response.status, body.decode(errors="replace"), response.headers
 
@@ -128,15 +152,17 @@ class Deliverer:
                       headers: Any) -> str:
         ok = status_code is not None and 200 <= status_code < 300
         result = "succeeded" if ok else "gone" if status_code == 410 else "failed"
+        attempt = {
+            "org_id": row["org_id"], "delivery_id": row["id"], "n": row["attempts"],
+            "started_at": moment, "status_code": status_code,
+            "latency_ms": int(latency * 1000), "error": error, "response_body": excerpt}
         async with db.tenant_tx(self.pool, row["org_id"]) as conn:
-            await queries.record_attempt(conn, {
-                "org_id": row["org_id"], "delivery_id": row["id"], "n": row["attempts"],
-                "started_at": moment, "status_code": status_code,
-                "latency_ms": int(latency * 1000), "error": error, "response_body": excerpt})
             if ok:
-                await queries.finish(conn, row["org_id"], row["id"], "succeeded", None)
-                await queries.mark_healthy(conn, row["org_id"], row["endpoint_id"])
-            elif status_code == 410:
+                await queries.succeeded(conn, attempt, row["endpoint_id"])
+                self.metrics.results.labels(result).inc()
+                return result
+            await queries.record_attempt(conn, attempt)
+            if status_code == 410:
                 await queries.finish(conn, row["org_id"], row["id"], "cancelled", None)
                 await self._disable(conn, row, "the endpoint answered 410 Gone")
             else:

@@ -37,14 +37,6 @@ async def expire_secrets(conn: Conn, org_id: UUID, endpoint_id: UUID, keep: UUID
     )
 
 
-async def live_secrets(conn: Conn, org_id: UUID, endpoint_id: UUID) -> list[Row]:
-    return await conn.fetch(
-        "select id, sealed from endpoint_secrets where org_id = $1 and endpoint_id = $2"
-        " and (expires_at is null or expires_at > now()) order by created_at desc",
-        org_id, endpoint_id,
-    )
-
-
 async def endpoints(conn: Conn, org_id: UUID) -> list[Row]:
     return await conn.fetch("select * from endpoints where org_id = $1 order by created_at",
                             org_id)
@@ -105,6 +97,25 @@ async def record_attempt(conn: Conn, values: dict[str, Any]) -> None:
     )
 
 
+async def succeeded(conn: Conn, attempt: dict[str, Any], endpoint_id: UUID) -> None:
+    """The common case in one round trip: the attempt, the delivery, the endpoint's health."""
+    await conn.execute(
+        """
+        with logged as (
+            insert into attempts (org_id, delivery_id, n, started_at, status_code, latency_ms,
+                                  error, response_body)
+            values ($1, $2, $3, $4, $5, $6, null, $7) on conflict do nothing),
+        done as (
+            update deliveries set status = 'succeeded', lease_until = null,
+                delivered_at = now() where org_id = $1 and id = $2)
+        update endpoints set failing_since = null
+        where org_id = $1 and id = $8 and failing_since is not null
+        """,
+        attempt["org_id"], attempt["delivery_id"], attempt["n"], attempt["started_at"],
+        attempt["status_code"], attempt["latency_ms"], attempt["response_body"], endpoint_id,
+    )
+
+
 async def finish(conn: Conn, org_id: UUID, delivery_id: UUID, status: str,
                  next_attempt_at: datetime | None) -> None:
     await conn.execute(
@@ -119,13 +130,6 @@ async def mark_failing(conn: Conn, org_id: UUID, endpoint_id: UUID) -> datetime:
     return await conn.fetchval(
         "update endpoints set failing_since = coalesce(failing_since, now())"
         " where org_id = $1 and id = $2 returning failing_since", org_id, endpoint_id,
-    )
-
-
-async def mark_healthy(conn: Conn, org_id: UUID, endpoint_id: UUID) -> None:
-    await conn.execute(
-        "update endpoints set failing_since = null where org_id = $1 and id = $2"
-        " and failing_since is not null", org_id, endpoint_id,
     )
 
 

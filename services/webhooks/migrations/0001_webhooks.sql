@@ -89,7 +89,7 @@ create policy owner_all on endpoint_secrets to argus_owner using (true);
 -- lease) with SKIP LOCKED, through this one definer function.
 create function claim_deliveries(p_limit integer, p_lease interval)
 returns table (org_id uuid, id uuid, endpoint_id uuid, event_id uuid, event_type text,
-               payload bytea, attempts integer, url text)
+               payload bytea, attempts integer, url text, secrets bytea[])
 language sql security definer set search_path = webhooks, pg_temp as $$
     with due as (
         select d.org_id, d.id from webhooks.deliveries d
@@ -107,7 +107,11 @@ language sql security definer set search_path = webhooks, pg_temp as $$
     where d.org_id = due.org_id and d.id = due.id
       and e.org_id = d.org_id and e.id = d.endpoint_id
     returning d.org_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempts,
-              e.url
+              e.url,
+              array(select s.sealed from webhooks.endpoint_secrets s
+                    where s.org_id = d.org_id and s.endpoint_id = d.endpoint_id
+                      and (s.expires_at is null or s.expires_at > now())
+                    order by s.created_at desc)
 $$;
 
 create function queue_stats()
