@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from support.suite import Suite
 
@@ -72,3 +73,23 @@ async def test_a_deleted_account_stops_at_once_and_is_purged_with_confirmations(
     async with suite.auth.auth.pool.acquire() as conn:
         assert await conn.fetchval("select count(*) from users where email = $1",
                                    leaving.email) == 0
+
+
+async def test_running_services_answer_export_and_purge(suite: Suite, audit: Any,
+                                                        webhooks: Any) -> None:
+    owner = await suite.user()
+    org = await suite.org(owner)
+    leaving = await suite.member(org, owner, "viewer")
+    token = await suite.switch(owner, org)
+    await audit.events_until(org, token, lambda evs: any(
+        e["type"] == "org.member.added" and e["actor"]["id"] == leaving.id for e in evs))
+    status, bundle = await suite.call("POST", "/me/export", leaving.token)
+    assert status == 200
+    assert [m["service"] for m in bundle["missing"]] == ["files"]
+    assert any(e["type"] == "org.member.added" for e in bundle["services"]["audit"]["events"])
+    status, _ = await suite.call("DELETE", "/me", leaving.token)
+    assert status == 202
+    await suite.tenant_app_dsr().purge_pending()
+    found = await suite.tenant_app_dsr().status(uuid.UUID(leaving.id))
+    assert found["pending"] == ["files"]
+    assert "kept" in found["answers"]["audit"]  # audit says what it keeps, and why

@@ -11,11 +11,12 @@ from functools import partial
 from aiohttp import web
 from prometheus_client import Gauge
 
-from argus_audit import maintenance
+from argus_audit import maintenance, rpc
 from argus_audit.ingest import Ingest, Metrics
 from argus_audit.routes import ROUTES
 from argus_shared.consumer import Consumer
 from argus_shared.metrics import METRICS_KEY
+from argus_shared.nats import serve
 from argus_shared.runner import service_app, user_authentication
 from argus_shared.settings import ConfigError, Env, Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
@@ -37,6 +38,7 @@ def create_app(settings: Settings, checkpoint_seconds: int | None = None,
         user_authentication(auth_url, env.str("ARGUS_AUTH_ISSUER", "argus-auth") or "",
                             env.str("ARGUS_AUTH_AUDIENCE", "argus") or ""),
         partial(_consume, settings), partial(_maintain, settings, every),
+        partial(_rpc, settings),
     ])
 
 
@@ -78,3 +80,14 @@ async def _maintain(settings: Settings, every: int, app: web.Application) -> Asy
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _rpc(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    nc, pool = app[NATS_KEY], app[POOL_KEY]
+    subs = [await serve(nc, settings.xut_keys, service=SERVICE, method=method,
+                        handler=partial(handler, pool))
+            for method, handler in (("export_user", rpc.export_user),
+                                    ("purge_user", rpc.purge_user))]
+    yield
+    for sub in subs:
+        await sub.unsubscribe()

@@ -112,15 +112,15 @@ class DataSubjects:
                 if service in row["confirmations"]:
                     continue
                 try:
-                    await self._ask(service, "purge_user", f"service:{SERVICE}", row["user_id"],
-                                    "")
+                    answer = await self._ask(service, "purge_user", f"service:{SERVICE}",
+                                             row["user_id"], "")
                 except RpcError as exc:
                     log.warning("purge not confirmed", extra={"service": service,
                                                               "reason": exc.detail})
                     continue
                 async with self.pool.acquire() as conn:
                     await queries.confirm_deletion(conn, row["user_id"], service,
-                                                   [SERVICE, *OTHER_SERVICES])
+                                                   [SERVICE, *OTHER_SERVICES], answer)
                 confirmed += 1
         async with self.pool.acquire() as conn:
             self.overdue.set(await queries.overdue_deletions(conn))
@@ -130,5 +130,7 @@ class DataSubjects:
 def status_view(row: asyncpg.Record) -> dict[str, Any]:
     return {"requested_at": row["requested_at"].isoformat(), "due_at": row["due_at"].isoformat(),
             "confirmed": sorted(row["confirmations"]),
+            "answers": {k: v.get("answer") for k, v in row["confirmations"].items()
+                        if isinstance(v, dict)},
             "pending": [s for s in (SERVICE, *OTHER_SERVICES) if s not in row["confirmations"]],
             "completed_at": row["completed_at"].isoformat() if row["completed_at"] else None}

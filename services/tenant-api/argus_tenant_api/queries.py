@@ -252,16 +252,19 @@ async def pending_deletions(conn: Conn) -> list[Row]:
     )
 
 
-async def confirm_deletion(conn: Conn, user_id: UUID, service: str, services: list[str]) -> None:
+async def confirm_deletion(conn: Conn, user_id: UUID, service: str, services: list[str],
+                           answer: Any) -> None:
+    """Record a service's confirmation with what it answered (for example what it keeps)."""
     await conn.execute(
         """
         update user_deletions
-        set confirmations = confirmations || jsonb_build_object($2::text, now()),
+        set confirmations = confirmations
+            || jsonb_build_object($2::text, jsonb_build_object('at', now(), 'answer', $4::jsonb)),
             completed_at = case when (select bool_and(confirmations ? s or s = $2)
                                       from unnest($3::text[]) s) then now() end
         where user_id = $1
         """,
-        user_id, service, services,
+        user_id, service, services, answer,
     )
 
 

@@ -12,9 +12,11 @@ from aiohttp import web
 
 from argus_shared.consumer import Consumer
 from argus_shared.metrics import METRICS_KEY
+from argus_shared.nats import serve
 from argus_shared.runner import service_app, user_authentication
 from argus_shared.settings import ConfigError, Env, Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
+from argus_webhooks import rpc
 from argus_webhooks.config import CONFIG_KEY, WebhooksConfig
 from argus_webhooks.delivery import Deliverer, Metrics
 from argus_webhooks.fanout import FanOut
@@ -34,7 +36,7 @@ def create_app(settings: Settings, config: WebhooksConfig | None = None,
     app = service_app(settings, ROUTES, title="Argus webhooks", cleanup_ctx=[
         user_authentication(auth_url, env.str("ARGUS_AUTH_ISSUER", "argus-auth") or "",
                             env.str("ARGUS_AUTH_AUDIENCE", "argus") or ""),
-        partial(_fan_out, settings), partial(_deliver, settings),
+        partial(_fan_out, settings), partial(_deliver, settings), partial(_rpc, settings),
     ])
     app[CONFIG_KEY] = config or WebhooksConfig.from_env(settings.production)
     return app
@@ -68,3 +70,13 @@ async def _deliver(settings: Settings, app: web.Application) -> AsyncIterator[No
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await deliverer.close()
+
+
+async def _rpc(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    subs = [await serve(app[NATS_KEY], settings.xut_keys, service=SERVICE, method=method,
+                        handler=handler)
+            for method, handler in (("export_user", rpc.export_user),
+                                    ("purge_user", rpc.purge_user))]
+    yield
+    for sub in subs:
+        await sub.unsubscribe()
