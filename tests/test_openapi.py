@@ -1,0 +1,36 @@
+"""Every route of every service is in its /openapi.json, with its body and query schemas."""
+
+from __future__ import annotations
+
+import pytest
+
+from argus_audit.routes import ROUTES as AUDIT
+from argus_auth.routes import ROUTES as AUTH
+from argus_shared.openapi import build_openapi
+from argus_shared.routing import Route
+from argus_shared.runner import standard_routes
+from argus_shared.web import standard_endpoints
+from argus_tenant_api.routes import ROUTES as TENANT
+from argus_webhooks.routes import ROUTES as WEBHOOKS
+
+SERVICES = {"auth": AUTH, "tenant-api": TENANT, "audit": AUDIT, "webhooks": WEBHOOKS}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_is_documented(service: str) -> None:
+    routes: list[Route] = [*standard_endpoints(), *SERVICES[service], *standard_routes()]
+    spec = build_openapi(service, service, routes)
+    schemas = spec["components"]["schemas"]
+    for route in routes:
+        operation = spec["paths"][route.path][route.method.lower()]
+        assert operation["summary"] == route.summary
+        if route.body is not None:
+            ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.rsplit("/", 1)[1] in schemas
+        if route.auth != "public":
+            assert operation["security"], route.path
+            assert "401" in operation["responses"]
+        if "{" in route.path:
+            assert "404" in operation["responses"]
+    ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)), "operation ids must be unique"
