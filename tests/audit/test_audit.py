@@ -238,3 +238,15 @@ def test_the_prune_command_runs_as_the_owner(stack: Any) -> None:
                                stack.service_environment("audit"))
     assert code == 0, output
     assert output.startswith("pruned ")
+
+
+async def test_ingest_metrics_are_exported(suite: Suite, audit: Audit) -> None:
+    await org_with_log(suite, audit)
+    async with suite.http.get(f"{audit.base}/metrics") as response:
+        text = await response.text()
+    ingested = [line for line in text.splitlines()
+                if line.startswith("argus_audit_events_ingested_total ")]
+    assert ingested and float(ingested[0].split()[1]) >= 1
+    for name in ("argus_audit_events_quarantined_total", "argus_audit_batch_seconds_bucket",
+                 "argus_audit_consumer_pending"):
+        assert name in text or name.removesuffix("_total") in text

@@ -295,3 +295,20 @@ async def test_a_redelivered_event_adds_no_second_delivery(webhooks: Webhooks,
     count = await admin.fetchval(
         "select count(*) from webhooks.deliveries where endpoint_id = $1", uuid.UUID(created["id"]))
     assert count == 1
+
+
+async def test_delivery_metrics_are_exported(webhooks: Webhooks) -> None:
+    owner, org, _, _, _ = await endpoint(webhooks)
+    await webhooks.suite.project(org, owner)
+    await webhooks.receiver.wait_for(1)
+    await webhooks.deliverer.refresh_metrics()
+    for _ in range(50):  # the result is counted once the attempt is recorded
+        async with webhooks.suite.http.get(f"{webhooks.base}/metrics") as response:
+            text = await response.text()
+        if 'argus_webhook_deliveries_total{result="succeeded"}' in text:
+            break
+        await asyncio.sleep(0.1)
+    assert 'argus_webhook_deliveries_total{result="succeeded"}' in text
+    for name in ("argus_webhook_attempt_seconds_bucket", "argus_webhook_queue_depth",
+                 "argus_webhook_oldest_pending_seconds", "argus_webhook_endpoints_disabled"):
+        assert name in text
