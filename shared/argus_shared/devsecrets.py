@@ -64,8 +64,9 @@ class DevSecrets:
 
 def ensure_dev_secrets(directory: Path) -> DevSecrets:
     """Create whatever secret is missing; never overwrite one that exists."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    if not directory.exists():  # an existing one may be a read-only mount (compose, k8s)
+        directory.mkdir(parents=True, mode=0o700)
+        directory.chmod(0o700)
     for name in PASSWORD_FILES:
         if not (directory / name).exists():
             _write_private(directory / name, secrets.token_urlsafe(32) + "\n")

@@ -45,7 +45,7 @@ class Infrastructure:
         store = ensure_dev_secrets(data_dir / "secrets")
         infra = cls(
             secrets=store, database_url="", nats_url=env.str("ARGUS_NATS_URL") or "",
-            admin_url=env.str("ARGUS_DATABASE_ADMIN_URL"),
+            admin_url=env.secret("ARGUS_DATABASE_ADMIN_URL", required=False),
             owner_password=env.secret("ARGUS_DB_OWNER_PASSWORD", required=False)
             or store.read("db-owner-password"),
         )
