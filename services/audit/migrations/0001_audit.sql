@@ -1,10 +1,6 @@
 -- The audit trail: every event from ARGUS_EVENTS, append-only, partitioned by month, hash-chained
 -- per org (and one chain for platform events, org 00000000-...), with signed checkpoints.
 
-create function current_org() returns uuid language sql stable as $$
-    select nullif(current_setting('app.org_id', true), '')::uuid
-$$;
-
 create table audit_events (
     org_id      uuid not null,
     seq         bigint not null,
@@ -104,16 +100,10 @@ create trigger audit_events_append_only before update or delete on audit_events
 create trigger audit_events_no_truncate before truncate on audit_events
     for each statement execute function refuse_change();
 
-do $$
-declare t text;
-begin
-    foreach t in array array['audit_events', 'seen_events', 'chain_heads', 'checkpoints'] loop
-        execute format('alter table %I enable row level security', t);
-        execute format('alter table %I force row level security', t);
-        execute format('create policy tenant on %I using (org_id = (select current_org()))'
-                       ' with check (org_id = (select current_org()))', t);
-    end loop;
-end $$;
+call enable_tenant_rls('audit_events');
+call enable_tenant_rls('seen_events');
+call enable_tenant_rls('chain_heads');
+call enable_tenant_rls('checkpoints');
 create policy owner_all on audit_events to argus_owner using (true);
 create policy owner_all on checkpoints to argus_owner using (true) with check (true);
 create policy owner_all on chain_heads to argus_owner using (true);

@@ -114,11 +114,7 @@ create table api_keys (
     foreign key (org_id, rotated_from_id) references api_keys (org_id, id)
 );
 create index api_keys_project on api_keys (org_id, project_id);
-alter table api_keys enable row level security;
-alter table api_keys force row level security;
-create policy api_keys_tenant on api_keys
-    using (org_id = (select nullif(current_setting('app.org_id', true), '')::uuid))
-    with check (org_id = (select nullif(current_setting('app.org_id', true), '')::uuid));
+call enable_tenant_rls('api_keys');
 
 -- Introspection finds a key by its hash before it knows the org: a narrow definer function
 -- returns that one row (the runtime role cannot otherwise read across orgs). FORCE RLS binds the

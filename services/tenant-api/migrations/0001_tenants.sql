@@ -2,10 +2,6 @@
 -- idempotency keys. Every tenant table: org_id leads the primary key and every child foreign
 -- key, ENABLE + FORCE row level security with a fail-closed policy on app.org_id.
 
-create function current_org() returns uuid language sql stable as $$
-    select nullif(current_setting('app.org_id', true), '')::uuid
-$$;
-
 create table orgs (
     org_id       uuid primary key,
     name         text not null check (length(name) between 1 and 100),
@@ -92,17 +88,13 @@ create table idempotency_keys (
     primary key (org_id, endpoint, key)
 );
 
-do $$
-declare t text;
-begin
-    foreach t in array array['orgs', 'memberships', 'invitations', 'projects', 'wallets',
-                             'ledger_entries', 'idempotency_keys'] loop
-        execute format('alter table %I enable row level security', t);
-        execute format('alter table %I force row level security', t);
-        execute format('create policy tenant on %I using (org_id = (select current_org()))'
-                       ' with check (org_id = (select current_org()))', t);
-    end loop;
-end $$;
+call enable_tenant_rls('orgs');
+call enable_tenant_rls('memberships');
+call enable_tenant_rls('invitations');
+call enable_tenant_rls('projects');
+call enable_tenant_rls('wallets');
+call enable_tenant_rls('ledger_entries');
+call enable_tenant_rls('idempotency_keys');
 
 -- Cross-org reads the runtime role needs, each a narrow definer function (FORCE RLS binds the
 -- owner too, so the owner gets read-only policies only these functions exercise).

@@ -125,6 +125,8 @@ class Deliverer:
             status_code, excerpt, headers = await self._post(row, secrets, host, addresses)
         except ssrf.Refused as exc:
             error = f"refused: {exc}"
+        except crypto.SealError as exc:  # e.g. its master key was removed: say so, retry later
+            error = f"secret unavailable: {exc}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
         latency = time.perf_counter() - started

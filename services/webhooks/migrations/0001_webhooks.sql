@@ -1,10 +1,6 @@
 -- Outbound endpoints (secrets sealed under the master key), deliveries and their attempts, and
 -- verified inbound events. Tenant tables lead with org_id and are under fail-closed RLS.
 
-create function current_org() returns uuid language sql stable as $$
-    select nullif(current_setting('app.org_id', true), '')::uuid
-$$;
-
 create table endpoints (
     org_id        uuid not null,
     id            uuid not null,
@@ -71,16 +67,10 @@ create table inbound_events (
     primary key (provider, event_id)
 );
 
-do $$
-declare t text;
-begin
-    foreach t in array array['endpoints', 'endpoint_secrets', 'deliveries', 'attempts'] loop
-        execute format('alter table %I enable row level security', t);
-        execute format('alter table %I force row level security', t);
-        execute format('create policy tenant on %I using (org_id = (select current_org()))'
-                       ' with check (org_id = (select current_org()))', t);
-    end loop;
-end $$;
+call enable_tenant_rls('endpoints');
+call enable_tenant_rls('endpoint_secrets');
+call enable_tenant_rls('deliveries');
+call enable_tenant_rls('attempts');
 create policy owner_all on deliveries to argus_owner using (true) with check (true);
 create policy owner_all on endpoints to argus_owner using (true);
 create policy owner_all on endpoint_secrets to argus_owner using (true);
