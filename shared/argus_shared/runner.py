@@ -140,6 +140,9 @@ async def whoami(request: web.Request) -> web.Response:
     )
 
 
+REVOCATIONS_KEY = web.AppKey("revocations", Revocations)
+
+
 def user_authentication(
     auth_url: str, issuer: str, audience: str
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -161,7 +164,7 @@ def user_authentication(
                     method="introspect_api_key", payload={"key": secret},
                     identity=xut.Identity(sub=f"service:{settings.service}"))
 
-            revocations = Revocations()
+            revocations = app[REVOCATIONS_KEY] = Revocations()
             await revocations.start(nc.jetstream())
             app[ACCESS_KEY] = AccessVerifier(
                 JwksCache(f"{auth_url}/.well-known/jwks.json", fetch), issuer=issuer,

@@ -134,3 +134,25 @@ async def test_deleting_an_org_schedules_its_purge(suite: Suite) -> None:
             "select payload from outbox where subject = 'argus.events.tenant-api.org.deleted'"
             " and org_id = $1", uuid.UUID(org))
     assert b"purge_by" in payload
+
+
+async def test_a_removal_by_another_replica_is_honoured_at_once(suite: Suite, admin: Any) -> None:
+    """Roles are cached briefly; a removal published by another replica clears the entry."""
+    from argus_shared.access import revoke_membership
+    from argus_shared.nats import connect
+
+    owner = await suite.user()
+    org = await suite.org(owner)
+    member = await suite.member(org, owner, "member")
+    assert (await suite.call("GET", f"/orgs/{org}/projects", member.token))[0] == 200  # cached
+    await admin.execute("delete from tenant_api.memberships where org_id = $1 and user_id = $2",
+                        uuid.UUID(org), uuid.UUID(member.id))  # as the other replica did
+    nc = await connect(suite.auth.auth.nc.connected_url.geturl(), "other-replica")
+    await revoke_membership(nc.jetstream(), org, member.id)
+    await nc.close()
+    for _ in range(50):
+        status, _ = await suite.call("GET", f"/orgs/{org}/projects", member.token)
+        if status == 404:
+            break
+        await asyncio.sleep(0.05)
+    assert status == 404

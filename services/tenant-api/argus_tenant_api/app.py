@@ -11,13 +11,15 @@ from aiohttp import web
 
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
-from argus_shared.runner import service_app, user_authentication
+from argus_shared.runner import REVOCATIONS_KEY, service_app, user_authentication
 from argus_shared.settings import Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
 from argus_tenant_api import rpc
 from argus_tenant_api.config import CONFIG_KEY, TenantConfig
 from argus_tenant_api.dsr import DataSubjects
+from argus_tenant_api.roles import RoleCache
 from argus_tenant_api.routes import DSR_KEY, ROUTES
+from argus_tenant_api.scope import ROLES_KEY
 from argus_tenant_api.wallet import Reconciler
 
 SERVICE = "tenant-api"
@@ -28,10 +30,15 @@ def create_app(settings: Settings, config: TenantConfig | None = None) -> web.Ap
     config = config or TenantConfig.from_env()
     app = service_app(settings, ROUTES, title="Argus tenant-api", cleanup_ctx=[
         user_authentication(config.auth_url, config.auth_issuer, config.auth_audience),
-        partial(_rpc, settings), _reconciliation, partial(_data_subjects, settings),
+        _roles, partial(_rpc, settings), _reconciliation, partial(_data_subjects, settings),
     ])
     app[CONFIG_KEY] = config
     return app
+
+
+async def _roles(app: web.Application) -> AsyncIterator[None]:
+    app[ROLES_KEY] = RoleCache(app.get(REVOCATIONS_KEY))
+    yield
 
 
 async def _rpc(settings: Settings, app: web.Application) -> AsyncIterator[None]:

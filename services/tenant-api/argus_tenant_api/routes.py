@@ -29,6 +29,7 @@ from argus_tenant_api.scope import (
     ADMIN,
     OWNER,
     READ,
+    ROLES_KEY,
     authorise,
     ctx_of,
     require_step_up,
@@ -120,6 +121,7 @@ async def delete_org(request: web.Request) -> web.Response:
     async with tx(request) as conn:
         scope = await authorise(request, conn, OWNER)
         await queries.delete_org(conn, scope.org_id)
+        request.app[ROLES_KEY].drop(scope.org_id)
         purge_by = datetime.now(UTC) + timedelta(days=7)
         await record(conn, SERVICE, ctx_of(request), "org.deleted", actor=scope.actor,
                      resource=("org", str(scope.org_id)), org_id=scope.org_id,
@@ -143,6 +145,7 @@ async def change_member(request: web.Request) -> web.Response:
         scope = await authorise(request, conn, ADMIN)
         target = uuid_param(request, "user_id")
         before = await members.change_role(conn, scope, target, body.role)
+        request.app[ROLES_KEY].drop(scope.org_id, target)
         await record(conn, SERVICE, ctx_of(request), "org.member.role_changed",
                      actor=scope.actor, resource=("user", str(target)), org_id=scope.org_id,
                      data={"from": before, "to": body.role})
@@ -155,6 +158,7 @@ async def remove_member(request: web.Request) -> web.Response:
         scope = await authorise(request, conn, READ)
         target = uuid_param(request, "user_id")
         role = await members.remove(conn, scope, target)
+        request.app[ROLES_KEY].drop(scope.org_id, target)
         await record(conn, SERVICE, ctx_of(request), "org.member.removed", actor=scope.actor,
                      resource=("user", str(target)), org_id=scope.org_id, data={"role": role})
     await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target))

@@ -13,7 +13,9 @@ from argus_shared.errors import Problem
 from argus_shared.outbox import Ctx
 from argus_shared.request import CLIENT_IP, REQUEST_ID
 from argus_tenant_api import queries
+from argus_tenant_api.roles import RoleCache
 
+ROLES_KEY = web.AppKey("role_cache", RoleCache)
 READ = ("owner", "admin", "member", "viewer")
 WRITE = ("owner", "admin", "member")
 ADMIN = ("owner", "admin")
@@ -62,9 +64,12 @@ async def authorise(request: web.Request, conn: queries.Conn, roles: tuple[str, 
         if await queries.org(conn, org_id) is None:
             raise not_found()
         return Scope(org_id, principal, None)
-    role = await queries.role_of(conn, org_id, UUID(principal.id))
+    cache = request.app[ROLES_KEY]
+    user_id = UUID(principal.id)
+    role = cache.get(org_id, user_id) or await queries.role_of(conn, org_id, user_id)
     if role is None:
         raise not_found()
+    cache.put(org_id, user_id, role)
     if role not in roles:
         raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
     return Scope(org_id, principal, role)
