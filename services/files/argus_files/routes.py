@@ -1,11 +1,152 @@
 """The files service's route table: thin handlers that parse, call the domain, respond.
 
-Every service also serves /healthz, /readyz, /metrics, /openapi.json and /internal/whoami
-(argus_shared.runner). The service's own routes arrive with its issue.
+Objects live under `/objects/<org>/<owner>/<object>` (behind the gateway: `/files/objects/...`);
+the owner is the user (or API key) whose namespace holds them. Every service also serves
+/healthz, /readyz, /metrics, /openapi.json and /internal/whoami (argus_shared.runner).
 """
 
 from __future__ import annotations
 
-from argus_shared.routing import Route
+from datetime import datetime
+from uuid import UUID
 
-ROUTES: list[Route] = []
+import msgspec
+from aiohttp import web
+
+from argus_files import deletion, downloads, queries, schemas, sources, uploads
+from argus_files.scope import (
+    ADMIN,
+    OWNER,
+    ctx_of,
+    namespace_scope,
+    not_found,
+    org_scope,
+    upload_scope,
+    uuid_param,
+)
+from argus_files.store import STORE_KEY, view
+from argus_shared import db
+from argus_shared.errors import Problem
+from argus_shared.routing import Route
+from argus_shared.validation import parse_query
+
+READ_SCOPES = ("files:read",)
+WRITE_SCOPES = ("files:write",)
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
+          ) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status,
+                        content_type="application/json", headers=headers)
+
+
+async def upload(request: web.Request) -> web.Response:
+    scope = upload_scope(request)
+    store = request.app[STORE_KEY]
+    query = parse_query(request, schemas.UploadQuery)
+    source = await sources.source_of(request, store.config.max_bytes, query.name)
+    row = await uploads.store_upload(store, scope, source, ctx_of(request))
+    found = view(row)
+    return _json(found, 201, {"Location": f"/objects/{found['path']}"})
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    scope = namespace_scope(request, write=False)
+    store = request.app[STORE_KEY]
+    row = await _stored(request, scope.org_id, scope.namespace)
+    return await downloads.serve(store, row, request)
+
+
+async def metadata(request: web.Request) -> web.Response:
+    scope = namespace_scope(request, write=False)
+    return _json(view(await _stored(request, scope.org_id, scope.namespace)))
+
+
+async def _stored(request: web.Request, org_id: UUID, owner_id: UUID) -> object:
+    object_id = uuid_param(request, "object_id")
+    async with db.tenant_tx(request.app[STORE_KEY].pool, org_id) as conn:
+        row = await queries.stored(conn, org_id, owner_id, object_id)
+    if row is None:
+        raise not_found()
+    return row
+
+
+async def delete_object(request: web.Request) -> web.Response:
+    scope = namespace_scope(request, write=True)
+    object_id = uuid_param(request, "object_id")
+    rows = await deletion.shred(request.app[STORE_KEY], scope.org_id, scope.namespace, object_id,
+                                actor=scope.actor, ctx=ctx_of(request))
+    if not rows:
+        raise not_found()
+    return web.Response(status=204)
+
+
+async def list_namespace(request: web.Request) -> web.Response:
+    scope = namespace_scope(request, write=False)
+    return await _page(request, scope.org_id, scope.namespace)
+
+
+async def list_org(request: web.Request) -> web.Response:
+    scope = org_scope(request, ADMIN)
+    return await _page(request, scope.org_id, None)
+
+
+async def _page(request: web.Request, org_id: UUID, owner_id: UUID | None) -> web.Response:
+    query = parse_query(request, schemas.PageQuery)
+    after = _cursor(query.cursor) if query.cursor else None
+    async with db.tenant_tx(request.app[STORE_KEY].pool, org_id) as conn:
+        rows = await queries.page(conn, org_id, owner_id, after, query.limit)
+    last = rows[-1] if len(rows) == query.limit else None
+    cursor = f"{last['created_at'].isoformat()}_{last['id']}" if last else None
+    return _json({"files": [view(r) for r in rows], "next_cursor": cursor})
+
+
+def _cursor(raw: str) -> tuple[datetime, UUID]:
+    moment, _, ident = raw.rpartition("_")
+    try:
+        return datetime.fromisoformat(moment), UUID(ident)
+    except ValueError:
+        raise Problem(422, "the cursor is not one this service gave out",
+                      title="Invalid query") from None
+
+
+async def purge_namespace(request: web.Request) -> web.Response:
+    scope = namespace_scope(request, write=True)
+    rows = await deletion.shred(request.app[STORE_KEY], scope.org_id, scope.namespace, None,
+                                actor=scope.actor, ctx=ctx_of(request))
+    return _json({"shredded": len(rows)})
+
+
+async def purge_org(request: web.Request) -> web.Response:
+    scope = org_scope(request, OWNER)
+    rows = await deletion.shred(request.app[STORE_KEY], scope.org_id, None, None,
+                                actor=scope.actor, ctx=ctx_of(request))
+    return _json({"shredded": len(rows)})
+
+
+ORG = "/objects/{org_id}"
+NAMESPACE = ORG + "/{user_id}"
+OBJECT = NAMESPACE + "/{object_id}"
+T = {"tags": ("files",)}
+ROUTES: list[Route] = [
+    Route("POST", NAMESPACE, upload, "Upload a file into your own namespace (raw body with "
+          "?name=, or multipart/form-data with one part named 'file'); streamed, size-limited, "
+          "type checked from the bytes, encrypted at rest", query=schemas.UploadQuery,
+          response=schemas.FileView, status=201, scopes=WRITE_SCOPES, **T),
+    Route("GET", NAMESPACE, list_namespace, "The files of one namespace (cursor pages)",
+          query=schemas.PageQuery, response=schemas.FilePage, scopes=READ_SCOPES, **T),
+    Route("DELETE", NAMESPACE, purge_namespace,
+          "Delete every file of one namespace (data keys destroyed first)",
+          response=schemas.Purged, **T),
+    Route("GET", OBJECT, download, "Download a file (streamed, Range requests, as an "
+          "attachment)", scopes=READ_SCOPES, **T),
+    Route("GET", OBJECT + "/meta", metadata, "A file's metadata", response=schemas.FileView,
+          scopes=READ_SCOPES, **T),
+    Route("DELETE", OBJECT, delete_object, "Delete a file (its data key is destroyed first)",
+          status=204, scopes=WRITE_SCOPES, **T),
+    Route("GET", ORG, list_org, "Every file of the org, for owners and admins (cursor pages)",
+          query=schemas.PageQuery, response=schemas.FilePage, roles=ADMIN, scopes=READ_SCOPES,
+          **T),
+    Route("DELETE", ORG, purge_org, "Delete every file of the org (owners)",
+          response=schemas.Purged, roles=OWNER, **T),
+]
