@@ -49,6 +49,7 @@ class Stack:
             "ARGUS_MASTER_KEYS_FILE": str(files("master-keys")),
             "ARGUS_TRUSTED_PROXIES": "127.0.0.1/32",
             "ARGUS_MAILBOX_DIR": str(self.mailbox),
+            "ARGUS_FILES_DIR": str(self.secrets.directory.parent / "files"),
             "ARGUS_AUTH_URL": self.service_url("auth"),
             **({"ARGUS_HIBP_URL": "off"} if self.env == "test" else {}),
         }
