@@ -13,6 +13,7 @@ from support.infra import Infra, start_infra
 
 pytest_plugins = [
     "support.auth_service", "support.suite", "support.audit_service", "support.webhooks_service",
+    "support.files_service",
 ]
 
 
