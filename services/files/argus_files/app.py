@@ -103,7 +103,7 @@ async def _org_deletions(settings: Settings, app: web.Application) -> AsyncItera
                 continue
             await deletion.shred(store, UUID(event.org_id), None, None,
                                  actor=("service", "tenant-api"),
-                                 ctx=Ctx(request_id=event.request_id))
+                                 ctx=Ctx(request_id=event.request_id), record_empty=False)
 
     consumer = Consumer(app[NATS_KEY].jetstream(), settings.xut_keys, durable=DURABLE,
                         handler=handle, subject=ORG_DELETED, batch=20)

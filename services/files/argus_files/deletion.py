@@ -21,12 +21,13 @@ SWEEP_BATCH = 500
 
 
 async def shred(store: Store, org_id: UUID, owner_id: UUID | None, object_id: UUID | None,
-                *, actor: tuple[str, str], ctx: Ctx) -> list[Any]:
+                *, actor: tuple[str, str], ctx: Ctx, record_empty: bool = True) -> list[Any]:
     """Destroy the data keys (of one object, one owner's namespace, or the org) and emit the
-    event, in one transaction; then remove the bytes. Returns the objects shredded."""
+    event, in one transaction; then remove the bytes. Returns the objects shredded. A purge
+    that found nothing is still an event when a person asked for it (`record_empty`)."""
     async with db.tenant_tx(store.pool, org_id) as conn:
         rows = await queries.shred(conn, org_id, owner_id, object_id)
-        if rows or object_id is None:
+        if rows or (object_id is None and record_empty):
             event, resource = _event(org_id, owner_id, object_id)
             await record(conn, "files", ctx, event, actor=actor, resource=resource,
                          org_id=org_id, data=_data(rows, owner_id))

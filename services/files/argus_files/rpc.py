@@ -45,6 +45,7 @@ async def purge_user(store: Store, claims: xut.Claims, payload: Any) -> dict[str
     for org_id in orgs:
         rows = await deletion.shred(store, org_id, user_id, None,
                                     actor=("service", "tenant-api"),
-                                    ctx=Ctx(request_id=claims.rid or None))
+                                    ctx=Ctx(request_id=claims.rid or None),
+                                    record_empty=False)
         shredded += len(rows)
     return {"purged": True, "shredded": shredded}
