@@ -71,7 +71,9 @@ async def check_suite(gateway: str) -> None:
             async with session.get(f"{gateway}/{prefix}/readyz") as response:
                 assert response.status == 200, prefix
                 body = await response.json()
-                assert body["checks"] == {"database": "ok", "nats": "ok"}
+                checks = body["checks"]  # every service checks these; some check more
+                assert {"database", "nats"} <= set(checks), prefix
+                assert set(checks.values()) == {"ok"}, checks
                 assert response.headers["X-Request-Id"]
             async with session.get(f"{gateway}/{prefix}/openapi.json") as response:
                 assert response.status == 200
