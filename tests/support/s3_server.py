@@ -33,6 +33,7 @@ class S3Server:
     workdir: Path
     ports: dict[str, int]
     proc: subprocess.Popen[bytes] | None = None
+    ready: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -72,7 +73,7 @@ class S3Server:
 
         deadline = time.monotonic() + timeout
         last: Exception | None = None
-        while time.monotonic() < deadline:
+        while not self.ready and time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 log = (self.workdir / "weed.log").read_text()
@@ -82,13 +83,17 @@ class S3Server:
                         "s3", endpoint_url=self.endpoint, region_name="us-east-1",
                         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY) as c:
                     await c.list_buckets()
-                    await c.create_bucket(Bucket="argus-probe")
-                    await c.put_object(Bucket="argus-probe", Key="probe", Body=b"ok")
-                    await c.delete_object(Bucket="argus-probe", Key="probe")
+                    probe = f"argus-probe-{time.monotonic_ns()}"  # new each try: no "exists"
+                    await c.create_bucket(Bucket=probe)
+                    await c.put_object(Bucket=probe, Key="probe", Body=b"ok")
+                    await c.delete_object(Bucket=probe, Key="probe")
+                    self.ready = True
                     return
             except Exception as exc:  # not up yet
                 last = exc
             await asyncio.sleep(0.5)
+        if self.ready:
+            return
         raise RuntimeError(f"the S3 server did not come up: {last}")
 
     def stop(self) -> None:
