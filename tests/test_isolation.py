@@ -18,17 +18,20 @@ import pytest
 
 from argus_audit.routes import ROUTES as AUDIT_ROUTES
 from argus_auth.routes import ROUTES as AUTH_ROUTES
+from argus_files.routes import ROUTES as FILES_ROUTES
 from argus_shared import db
 from argus_shared.routing import Route
 from argus_shared.settings import Settings
 from argus_tenant_api.routes import ROUTES as TENANT_ROUTES
 from argus_webhooks.routes import ROUTES as WEBHOOK_ROUTES
 from support.audit_service import Audit
+from support.files_service import Files
 from support.suite import Suite, User
 from support.webhooks_service import Webhooks
 
 SERVICES: dict[str, list[Route]] = {"auth": AUTH_ROUTES, "tenant-api": TENANT_ROUTES,
-                                    "audit": AUDIT_ROUTES, "webhooks": WEBHOOK_ROUTES}
+                                    "audit": AUDIT_ROUTES, "webhooks": WEBHOOK_ROUTES,
+                                    "files": FILES_ROUTES}
 PARAM = re.compile(r"\{([^}:]+)")
 SAMPLE_BODIES: dict[str, Any] = {
     "OrgChanges": {"name": "renamed"}, "RoleChange": {"role": "viewer"},
@@ -54,9 +57,11 @@ class Tenant:
     session: str
     endpoint: str = ""
     delivery: str = ""
+    file: str = ""  # an object in the member's namespace
 
 
-async def tenant(suite: Suite, webhooks: Webhooks | None = None) -> Tenant:
+async def tenant(suite: Suite, webhooks: Webhooks | None = None, files: Files | None = None
+                 ) -> Tenant:
     owner = await suite.user()
     org = await suite.org(owner)
     project = await suite.project(org, owner)
@@ -65,12 +70,16 @@ async def tenant(suite: Suite, webhooks: Webhooks | None = None) -> Tenant:
                                   {"email": "pending@example.com", "role": "viewer"})
     key = await suite.api_key(org, owner, project,
                               ["tenant:read", "wallet:read", "wallet:write", "files:read",
-                               "audit:read", "webhooks:write"])
+                               "files:write", "audit:read", "webhooks:write"])
     _, sessions = await suite.auth.call("GET", "/sessions", owner.token)
     found = Tenant(owner, org, await suite.switch(owner, org), project,
                    invited["invitation"]["id"], member, key, sessions[0]["id"])
     if webhooks is not None:
         found.endpoint, found.delivery = await webhook_delivery(suite, webhooks, found)
+    if files is not None:
+        member_token = await suite.switch(member, org)
+        stored = await files.uploaded(member_token, org, member.id, b"the victim's file")
+        found.file = stored["id"]
     return found
 
 
@@ -94,7 +103,7 @@ def path_for(route: Route, victim: Tenant) -> str:
     values = {"org_id": victim.org, "project_id": victim.project, "user_id": victim.member.id,
               "invitation_id": victim.invitation, "key_id": victim.api_key["api_key"]["id"],
               "session_id": victim.session, "endpoint_id": victim.endpoint,
-              "delivery_id": victim.delivery}
+              "delivery_id": victim.delivery, "object_id": victim.file}
     missing = [p for p in PARAM.findall(route.path) if p not in values]
     assert not missing, f"add an org-B sample for {missing} ({route.method} {route.path})"
     return PARAM.sub(lambda m: "{" + m.group(1), route.path).format(**values)
@@ -107,12 +116,20 @@ def body_for(route: Route) -> Any:
     return SAMPLE_BODIES[route.body.__name__]
 
 
+@dataclass
+class Services:
+    audit: Audit
+    webhooks: Webhooks
+    files: Files
+
+
 async def send(suite: Suite, service: str, route: Route, path: str, token: str,
-               audit: Audit | None = None, webhooks: Webhooks | None = None) -> tuple[int, Any]:
+               services: Services) -> tuple[int, Any]:
     headers = {"Idempotency-Key": f"idor-{uuid.uuid4().hex}"}
     if service == "tenant-api":
         return await suite.call(route.method, path, token, body_for(route), headers)
-    bases = {"audit": audit.base if audit else "", "webhooks": webhooks.base if webhooks else ""}
+    bases = {"audit": services.audit.base, "webhooks": services.webhooks.base,
+             "files": services.files.base}
     base = bases.get(service) or suite.auth.base
     async with suite.auth.http.request(
             route.method, f"{base}{path}", json=body_for(route),
@@ -121,20 +138,26 @@ async def send(suite: Suite, service: str, route: Route, path: str, token: str,
 
 
 @pytest.fixture
-async def two_tenants(suite: Suite, webhooks: Webhooks) -> tuple[Tenant, Tenant]:
-    return await tenant(suite, webhooks), await tenant(suite, webhooks)
+def services(audit: Audit, webhooks: Webhooks, files: Files) -> Services:
+    return Services(audit, webhooks, files)
+
+
+@pytest.fixture
+async def two_tenants(suite: Suite, services: Services) -> tuple[Tenant, Tenant]:
+    return (await tenant(suite, services.webhooks, services.files),
+            await tenant(suite, services.webhooks, services.files))
 
 
 @pytest.mark.parametrize(("service", "route"), ID_ROUTES,
                          ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES])
 async def test_another_orgs_resource_is_404_by_user_token(
-    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit,
-    webhooks: Webhooks,
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route,
+    services: Services,
 ) -> None:
     attacker, victim = two_tenants
     path = path_for(route, victim)
     for token in (attacker.owner.token, attacker.scoped):
-        status, body = await send(suite, service, route, path, token, audit, webhooks)
+        status, body = await send(suite, service, route, path, token, services)
         assert status == 404, (route.method, path, status, body)
         assert victim.org not in str(body).replace(path, "")
 
@@ -142,27 +165,28 @@ async def test_another_orgs_resource_is_404_by_user_token(
 @pytest.mark.parametrize(("service", "route"), [(s, r) for s, r in ID_ROUTES if r.scopes],
                          ids=[f"{s}:{r.method} {r.path}" for s, r in ID_ROUTES if r.scopes])
 async def test_another_orgs_resource_is_404_by_api_key(
-    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route, audit: Audit,
-    webhooks: Webhooks,
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], service: str, route: Route,
+    services: Services,
 ) -> None:
     attacker, victim = two_tenants
     status, body = await send(suite, service, route, path_for(route, victim),
-                              attacker.api_key["key"], audit, webhooks)
+                              attacker.api_key["key"], services)
     assert status == 404, (route.method, route.path, status, body)
 
 
 async def test_the_victims_data_did_not_change(
-    suite: Suite, two_tenants: tuple[Tenant, Tenant], audit: Audit, webhooks: Webhooks
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], services: Services
 ) -> None:
     attacker, victim = two_tenants
+    webhooks, files = services.webhooks, services.files
     _, projects_before = await suite.call("GET", f"/orgs/{victim.org}/projects",
                                           victim.owner.token)
     _, endpoints_before = await webhooks.call("GET", f"/orgs/{victim.org}/webhooks/endpoints",
                                               victim.scoped)
     for service, route in ID_ROUTES:
         if route.method != "GET":
-            await send(suite, service, route, path_for(route, victim), attacker.scoped, audit,
-                       webhooks)
+            await send(suite, service, route, path_for(route, victim), attacker.scoped,
+                       services)
     assert (await suite.call("GET", f"/orgs/{victim.org}/wallet", victim.owner.token))[1] == {
         "balance_cents": 0}
     _, members = await suite.call("GET", f"/orgs/{victim.org}/members", victim.owner.token)
@@ -172,10 +196,13 @@ async def test_the_victims_data_did_not_change(
     _, endpoints = await webhooks.call("GET", f"/orgs/{victim.org}/webhooks/endpoints",
                                        victim.scoped)
     assert endpoints == endpoints_before
+    stored = await files.download(victim.scoped, f"{victim.org}/{victim.member.id}/{victim.file}")
+    assert (stored.status, stored.body) == (200, b"the victim's file")
 
 
 TENANT_TABLES = {"tenant_api": ["orgs", "memberships", "invitations", "projects", "wallets",
-                                "ledger_entries", "idempotency_keys"], "auth": ["api_keys"]}
+                                "ledger_entries", "idempotency_keys"], "auth": ["api_keys"],
+                 "files": ["objects"]}
 
 
 async def test_the_runtime_roles_see_only_the_org_they_set(

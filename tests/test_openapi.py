@@ -6,6 +6,7 @@ import pytest
 
 from argus_audit.routes import ROUTES as AUDIT
 from argus_auth.routes import ROUTES as AUTH
+from argus_files.routes import ROUTES as FILES
 from argus_shared.openapi import build_openapi
 from argus_shared.routing import Route
 from argus_shared.runner import standard_routes
@@ -13,7 +14,8 @@ from argus_shared.web import standard_endpoints
 from argus_tenant_api.routes import ROUTES as TENANT
 from argus_webhooks.routes import ROUTES as WEBHOOKS
 
-SERVICES = {"auth": AUTH, "tenant-api": TENANT, "audit": AUDIT, "webhooks": WEBHOOKS}
+SERVICES = {"auth": AUTH, "tenant-api": TENANT, "audit": AUDIT, "webhooks": WEBHOOKS,
+            "files": FILES}
 
 
 @pytest.mark.parametrize("service", SERVICES)
