@@ -25,10 +25,11 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tenant_list import FAST, setup_data
+
 from argus_shared.embedded import free_port
 from support.infra import start_infra
 from support.processes import PYTHON, Proc, service_command, wait_ready
-from tenant_list import FAST, setup_data
 
 CHUNK = b"%PDF-1.7\n" + bytes(range(256)) * 4096  # 1 MiB + 9 bytes, PDF by its first bytes
 MIB = 1024 * 1024
@@ -130,17 +131,17 @@ async def main(mib: int, rounds: int, big_mib: int) -> None:
 
 async def org_token(auth: str, access: str, org: str) -> str:
     """setup_data's user, switched into its org (files needs an org-scoped token)."""
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {access}"}) as http:
-        async with http.post(f"{auth}/orgs/switch", json={"org_id": org}) as r:
-            answer = await r.json()
-            assert r.status == 200, answer
-            return str(answer["access_token"])
+    async with (aiohttp.ClientSession(headers={"Authorization": f"Bearer {access}"}) as http,
+                http.post(f"{auth}/orgs/switch", json={"org_id": org}) as r):
+        answer = await r.json()
+        assert r.status == 200, answer
+        return str(answer["access_token"])
 
 
 async def whoami(auth: str, token: str) -> str:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{auth}/me", headers={"Authorization": f"Bearer {token}"}) as r:
-            return str((await r.json())["id"])
+    async with (aiohttp.ClientSession() as http,
+                http.get(f"{auth}/me", headers={"Authorization": f"Bearer {token}"}) as r):
+        return str((await r.json())["id"])
 
 
 def report(speeds: dict[str, list[tuple[float, float]]], mib: int, rounds: int, big_mib: int,

@@ -15,7 +15,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from argus_files.segments import stored_size
+from argus_files.downloads import BATCH_SEGMENTS
+from argus_files.segments import SEGMENT_SIZE, stored_size
 from support.files_service import MAX_BYTES, Files, stored_files
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -114,6 +115,18 @@ async def test_range_requests(files: Files, header: str, status: int,
     assert got.status == status
     assert got.body == data[span[0]:span[1] + 1]
     assert got.headers["Content-Range"] == f"bytes {span[0]}-{span[1]}/{len(data)}"
+
+
+async def test_ranges_across_the_batches_a_download_decrypts_together(files: Files) -> None:
+    user, org, token = await files.member_of_new_org()
+    data = b"".join(f"{i:09d}\n".encode() for i in range(260_000))  # 2.6 MB, 40 segments
+    found = await files.uploaded(token, org, user.id, data)
+    assert (await files.download(token, found["path"])).body == data
+    batch = BATCH_SEGMENTS * SEGMENT_SIZE
+    for start, end in ((batch - 1, batch), (batch - 70_000, 2 * batch + 5), (2 * batch, 2 * batch),
+                       (3, len(data) - 4)):
+        got = await files.download(token, found["path"], {"Range": f"bytes={start}-{end}"})
+        assert (got.status, got.body) == (206, data[start:end + 1]), (start, end)
 
 
 async def test_ranges_out_of_bounds_and_stale_if_range(files: Files) -> None:

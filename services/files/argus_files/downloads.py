@@ -5,10 +5,11 @@ a clear 500; damage found later cuts the response short (the client sees an inco
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,7 @@ from argus_shared.errors import Problem
 
 log = logging.getLogger("argus.files.downloads")
 PREFETCH_SEGMENTS = 16  # checked before the status line: objects up to 1 MiB fully
+BATCH_SEGMENTS = 16  # opened together on a worker thread
 SANDBOX_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'; base-uri 'none'; " \
               "form-action 'none'"
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
@@ -169,7 +171,44 @@ async def _opener(store: Store, row: Any) -> Opener:
 
 
 async def _segments(store: Store, row: Any, opener: Opener, span: Span) -> AsyncIterator[bytes]:
-    """The plaintext of `span`, one checked segment at a time (trimmed at both ends)."""
+    """The plaintext of `span`, one checked segment at a time (trimmed at both ends).
+
+    Segments are opened in batches on a worker thread (AES-GCM releases the GIL), one batch
+    ahead: while the event loop sends batch k, batch k+1 is read and decrypted."""
+    plain_segment = opener.header.segment_size
+    ahead: asyncio.Future[list[bytes]] | None = None
+    first_of_ahead = 0
+    try:
+        async for first, sealed in _sealed_batches(store, row, opener, span):
+            opening = asyncio.ensure_future(asyncio.to_thread(_open_batch, opener, first, sealed))
+            if ahead is not None:
+                for plain in _trimmed(await ahead, first_of_ahead, plain_segment, span):
+                    yield plain
+            ahead, first_of_ahead = opening, first
+        if ahead is not None:
+            for plain in _trimmed(await ahead, first_of_ahead, plain_segment, span):
+                yield plain
+            ahead = None
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+
+
+def _open_batch(opener: Opener, first: int, sealed: list[bytes]) -> list[bytes]:
+    return [opener.open(first + n, segment) for n, segment in enumerate(sealed)]
+
+
+def _trimmed(plains: list[bytes], first: int, plain_segment: int, span: Span
+             ) -> Iterator[bytes]:
+    for n, plain in enumerate(plains):
+        offset = (first + n) * plain_segment
+        yield plain[max(0, span.start - offset):span.end - offset + 1]
+
+
+async def _sealed_batches(store: Store, row: Any, opener: Opener, span: Span
+                          ) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """(index of the first, sealed segments) covering `span`, up to `BATCH_SEGMENTS` at a
+    time, as the storage backend hands them over."""
     plain_segment = opener.header.segment_size
     sealed_segment = opener.sealed_segment
     first = span.start // plain_segment if row["size"] else 0
@@ -180,16 +219,22 @@ async def _segments(store: Store, row: Any, opener: Opener, span: Span) -> Async
     key = object_key(row["org_id"], row["owner_id"], row["id"])
     buffer = bytearray()
     index = first
+    batch: list[bytes] = []
     async for chunk in store.storage.read(key, begin, end - begin):
         buffer += chunk
+        taken = 0
         while index <= last:
             need = min(sealed_segment, end - (HEADER_SIZE + index * sealed_segment))
-            if len(buffer) < need:
+            if len(buffer) - taken < need:
                 break
-            plain = opener.open(index, bytes(buffer[:need]))
-            del buffer[:need]
-            offset = index * plain_segment
-            yield plain[max(0, span.start - offset):span.end - offset + 1]
+            batch.append(bytes(buffer[taken:taken + need]))
+            taken += need
             index += 1
+        del buffer[:taken]
+        if len(batch) >= BATCH_SEGMENTS:
+            yield index - len(batch), batch
+            batch = []
+    if batch:
+        yield index - len(batch), batch
     if index <= last:
         raise IntegrityError("the stored object ended early")
