@@ -99,13 +99,15 @@ class JwksCache:
 
 
 class Revocations:
-    """Revoked sessions (`sid.<id>`) and users signed out everywhere (`user.<id>` = time), kept
-    in a NATS KV bucket and mirrored locally by a watcher."""
+    """Revoked sessions (`sid.<id>`), users signed out everywhere (`user.<id>` = time), members
+    removed from an org (`member.<org>.<user>` = time) and deleted orgs (`org.<org>` = time),
+    kept in a NATS KV bucket and mirrored locally by a watcher."""
 
     def __init__(self) -> None:
         self.sessions: set[str] = set()
         self.users: dict[str, float] = {}
         self.members: dict[tuple[str, str], float] = {}  # (org, user) removed at
+        self.orgs: dict[str, float] = {}  # org deleted at
         self._task: asyncio.Task[None] | None = None
         self._kv: Any = None
         self._stopping = False
@@ -163,6 +165,8 @@ class Revocations:
         elif kind == "member":
             org, _, user_id = ident.partition(".")
             self._set(self.members, (org, user_id), None if deleted else value)
+        elif kind == "org":
+            self._set(self.orgs, ident, None if deleted else value)
 
     @staticmethod
     def _set(table: dict[Any, float], key: Any, value: bytes | None) -> None:
@@ -175,7 +179,8 @@ class Revocations:
         if claims.sid in self.sessions:
             return True
         for since in (self.users.get(claims.sub),
-                      self.members.get((claims.org, claims.sub)) if claims.org else None):
+                      self.members.get((claims.org, claims.sub)) if claims.org else None,
+                      self.orgs.get(claims.org) if claims.org else None):
             if since is not None and claims.iat <= since:
                 return True
         return False
@@ -190,6 +195,13 @@ class Revocations:
         """Every token of the user issued up to `at` (default now) stops working."""
         kv = await Revocations.bucket(js)
         await kv.put(f"user.{user_id}", str(int(time.time() if at is None else at)).encode())
+
+
+async def revoke_org(js: JetStreamContext, org_id: str, at: float | None = None) -> None:
+    """A deleted org: its org-scoped tokens issued up to now and every one of its API keys stop
+    working everywhere."""
+    kv = await Revocations.bucket(js)
+    await kv.put(f"org.{org_id}", str(int(time.time() if at is None else at)).encode())
 
 
 async def revoke_membership(js: JetStreamContext, org_id: str, user_id: str,
@@ -295,8 +307,10 @@ class ApiKeys:
     """API-key introspection answers (from auth over NATS), cached for
     `API_KEY_CACHE_SECONDS` and dropped at once when auth announces a revocation."""
 
-    def __init__(self, call: Callable[[str], Awaitable[dict[str, Any]]]) -> None:
+    def __init__(self, call: Callable[[str], Awaitable[dict[str, Any]]],
+                 revocations: Revocations | None = None) -> None:
         self.call = call
+        self.revocations = revocations
         self.entries: dict[bytes, tuple[float, dict[str, Any]]] = {}
         self._sub: Any = None
 
@@ -334,6 +348,8 @@ class ApiKeys:
             if exc.status == 404:
                 raise unauthenticated("the API key is not valid") from None
             raise Problem(503, "API keys cannot be checked right now") from None
+        if self.revocations is not None and answer["org_id"] in self.revocations.orgs:
+            raise unauthenticated("the API key is not valid")  # its org was deleted
         return Principal("api_key", answer["id"], answer["org_id"], None,
                          tuple(answer["scopes"]), None, answer["project_id"])
 

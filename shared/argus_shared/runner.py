@@ -169,7 +169,7 @@ def user_authentication(
             app[ACCESS_KEY] = AccessVerifier(
                 JwksCache(f"{auth_url}/.well-known/jwks.json", fetch), issuer=issuer,
                 audience=audience, revocations=revocations)
-            api_keys = app[API_KEYS_KEY] = ApiKeys(introspect)
+            api_keys = app[API_KEYS_KEY] = ApiKeys(introspect, revocations)
             await api_keys.start(nc)
             yield
             await api_keys.stop()

@@ -5,8 +5,10 @@ introspect a key over NATS; answers are cached briefly and a revocation clears t
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,10 +19,12 @@ from argus_auth.events import Ctx, emit, user
 from argus_shared import crypto, db, xut
 from argus_shared.access import API_KEY_PREFIX as PREFIX
 from argus_shared.access import API_KEY_REVOKED_SUBJECT as REVOKED_SUBJECT
+from argus_shared.consumer import Received
 from argus_shared.errors import Problem
 from argus_shared.nats import RpcError
 
 DISPLAY_PREFIX = 14
+log = logging.getLogger("argus.auth.api_keys")
 
 
 def new_secret() -> str:
@@ -97,6 +101,29 @@ async def revoke(auth: Auth, org_id: UUID, project_id: UUID, key_id: UUID, actor
 
 async def announce_revocation(auth: Auth, key_id: UUID) -> None:
     await auth.nc.publish(REVOKED_SUBJECT, str(key_id).encode())  # type: ignore[attr-defined]
+
+
+async def purge_org(auth: Auth, org_id: UUID, ctx: Ctx) -> int:
+    """A deleted org's keys (tenant-api's `org.deleted`): removed, and every service's cache of
+    them dropped. They stopped working already: tenant-api revoked the org through NATS KV."""
+    async with db.tenant_tx(auth.pool, org_id) as conn:
+        removed = await queries.delete_org_api_keys(conn, org_id)
+        if removed:
+            await emit(conn, ctx, "auth.api_keys.purged", actor=("service", "tenant-api"),
+                       resource=("org", str(org_id)), org_id=str(org_id),
+                       data={"api_keys": len(removed)})
+    for key_id in removed:
+        await announce_revocation(auth, key_id)
+    return len(removed)
+
+
+async def org_deleted_handler(auth: Auth, batch: Sequence[Received]) -> None:
+    for item in batch:
+        event, claims = item.event, item.claims
+        if event is None or claims is None or claims.iss != "tenant-api" or not event.org_id:
+            log.warning("org.deleted refused", extra={"reason": item.error or "issuer"})
+            continue
+        await purge_org(auth, UUID(event.org_id), Ctx(request_id=event.request_id))
 
 
 async def introspect(auth: Auth, secret: str) -> dict[str, Any]:

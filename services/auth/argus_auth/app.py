@@ -15,7 +15,9 @@ from argus_auth.mail import MailboxMailer, Mailer, SmtpMailer
 from argus_auth.passwords import BreachCheck, Passwords
 from argus_auth.routes import AUTH_KEY, ROUTES
 from argus_auth.signing import SigningKeys
+from argus_shared import events
 from argus_shared.access import AccessVerifier, Revocations
+from argus_shared.consumer import Consumer
 from argus_shared.nats import serve
 from argus_shared.ratelimit import RateLimiter
 from argus_shared.runner import service_app
@@ -23,6 +25,7 @@ from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import ACCESS_KEY, LIMITER_KEY, NATS_KEY, POOL_KEY
 
 SERVICE = "auth"
+ORG_DELETED = events.subject_for("tenant-api", "org.deleted")
 
 
 def mailer_for(config: AuthConfig) -> Mailer:
@@ -75,7 +78,12 @@ async def _auth_context(settings: Settings, config: AuthConfig,
             await serve(nc, settings.xut_keys, service=SERVICE, method="purge_user",
                         handler=partial(accounts.purge_rpc, auth)),
         ]
+        org_deletions = Consumer(nc.jetstream(), settings.xut_keys, durable=SERVICE,
+                                 handler=partial(api_keys.org_deleted_handler, auth),
+                                 subject=ORG_DELETED, batch=20)
+        await org_deletions.start()
         yield
+        await org_deletions.stop()
         for sub in subscriptions:
             await sub.unsubscribe()
     await revocations.stop()

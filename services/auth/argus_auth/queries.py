@@ -390,6 +390,11 @@ async def revoke_api_key(conn: Conn, org_id: UUID, key_id: UUID, at: datetime) -
     )
 
 
+async def delete_org_api_keys(conn: Conn, org_id: UUID) -> list[UUID]:
+    rows = await conn.fetch("delete from api_keys where org_id = $1 returning id", org_id)
+    return [r["id"] for r in rows]
+
+
 async def introspect(conn: Conn, key_hash: bytes) -> Row | None:
     return await conn.fetchrow("select * from introspect_api_key($1)", key_hash)
 

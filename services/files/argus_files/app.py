@@ -18,6 +18,7 @@ from argus_files.routes import ROUTES
 from argus_files.segments import AES_GCM, Codec
 from argus_files.storage import storage_for
 from argus_files.store import STORE_KEY, Store
+from argus_shared import events
 from argus_shared.consumer import Consumer, Received
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
@@ -28,7 +29,7 @@ from argus_shared.web import NATS_KEY, POOL_KEY, READY_KEY
 
 SERVICE = "files"
 DURABLE = "files"
-ORG_DELETED = "argus.events.tenant-api.org.deleted"
+ORG_DELETED = events.subject_for("tenant-api", "org.deleted")
 log = logging.getLogger("argus.files")
 
 

@@ -17,6 +17,7 @@ from argus_shared.web import NATS_KEY, POOL_KEY
 from argus_tenant_api import rpc
 from argus_tenant_api.config import CONFIG_KEY, TenantConfig
 from argus_tenant_api.dsr import DataSubjects
+from argus_tenant_api.org_purge import purge_deleted_orgs
 from argus_tenant_api.roles import RoleCache
 from argus_tenant_api.routes import DSR_KEY, ROUTES
 from argus_tenant_api.scope import ROLES_KEY
@@ -73,8 +74,10 @@ async def _data_subjects(settings: Settings, app: web.Application) -> AsyncItera
             await asyncio.sleep(app[CONFIG_KEY].reconcile_seconds)
             with contextlib.suppress(Exception):
                 await subjects.purge_pending()
+            with contextlib.suppress(Exception):
+                await purge_deleted_orgs(app[POOL_KEY])
 
-    task = asyncio.create_task(loop(), name="account-purges")
+    task = asyncio.create_task(loop(), name="account-and-org-purges")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -3,6 +3,7 @@ transaction (RLS) and also filter by org_id."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +42,24 @@ async def update_org(conn: Conn, org_id: UUID, changes: dict[str, Any]) -> Row:
 
 async def delete_org(conn: Conn, org_id: UUID) -> None:
     await conn.execute("update orgs set deleted_at = now() where org_id = $1", org_id)
+
+
+async def deleted_orgs_due(conn: Conn, before: datetime, limit: int) -> list[UUID]:
+    rows = await conn.fetch("select org_id from deleted_orgs_due($1, $2)", before, limit)
+    return [r["org_id"] for r in rows]
+
+
+async def purge_org(conn: Conn, org_id: UUID) -> dict[str, int]:
+    """What a deleted org leaves behind that is not a financial record (see 0003_org_purge)."""
+    removed = {}
+    for table in ("invitations", "memberships", "projects"):
+        status = await conn.execute(f"delete from {table} where org_id = $1", org_id)
+        removed[table] = int(status.rsplit(" ", 1)[1])
+    await conn.execute(
+        "update orgs set purged_at = now(), name = 'deleted',"
+        " slug = 'deleted-' || replace(org_id::text, '-', '')"
+        " where org_id = $1 and deleted_at is not null", org_id)
+    return removed
 
 
 async def orgs_of_user(conn: Conn, user_id: UUID) -> list[Row]:

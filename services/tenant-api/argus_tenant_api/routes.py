@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from argus_shared import db, xut
-from argus_shared.access import PRINCIPAL, revoke_membership
+from argus_shared.access import PRINCIPAL, revoke_membership, revoke_org
 from argus_shared.errors import Problem
 from argus_shared.nats import RpcError
 from argus_shared.nats import request as rpc_request
@@ -25,6 +25,7 @@ from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
 from argus_tenant_api import exports, members, queries, schemas, wallet
 from argus_tenant_api.config import CONFIG_KEY
 from argus_tenant_api.dsr import DataSubjects
+from argus_tenant_api.org_purge import GRACE
 from argus_tenant_api.scope import (
     ADMIN,
     OWNER,
@@ -122,10 +123,13 @@ async def delete_org(request: web.Request) -> web.Response:
         scope = await authorise(request, conn, OWNER)
         await queries.delete_org(conn, scope.org_id)
         request.app[ROLES_KEY].drop(scope.org_id)
-        purge_by = datetime.now(UTC) + timedelta(days=7)
+        purge_by = datetime.now(UTC) + GRACE
         await record(conn, SERVICE, ctx_of(request), "org.deleted", actor=scope.actor,
                      resource=("org", str(scope.org_id)), org_id=scope.org_id,
                      data={"purge_by": purge_by.isoformat()})
+    # every org token and API key of the org stops working on every service at once; the
+    # event then has each service purge what it holds (tenant-api's own share: org_purge.py)
+    await revoke_org(request.app[NATS_KEY].jetstream(), str(scope.org_id))
     return web.Response(status=204)
 
 

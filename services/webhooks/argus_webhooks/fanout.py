@@ -1,6 +1,9 @@
 """Fan-out: each event of ARGUS_EVENTS becomes one delivery per enabled endpoint of its org that
 subscribes to its type (or to `*`); idempotent on (endpoint, event), so a redelivered message
-adds nothing. Messages that fail verification are never delivered to anyone."""
+adds nothing. Messages that fail verification are never delivered to anyone.
+
+tenant-api's `org.deleted` removes the org's endpoints at once, with their sealed secrets,
+pending deliveries and attempt logs (nothing more is sent for an org that no longer exists)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from argus_shared.consumer import Received
 from argus_webhooks import queries
 
 log = logging.getLogger("argus.webhooks.fanout")
+ORG_DELETED = "org.deleted"
 
 
 class FanOut:
@@ -31,6 +35,12 @@ class FanOut:
             if item.event.org_id is None:
                 continue  # platform events belong to no org's endpoints
             org_id = UUID(item.event.org_id)
+            if item.event.type == ORG_DELETED and item.claims and item.claims.iss == "tenant-api":
+                async with db.tenant_tx(self.pool, org_id) as conn:
+                    removed = await queries.delete_org_endpoints(conn, org_id)
+                log.info("a deleted org's endpoints removed",
+                         extra={"org_id": str(org_id), "endpoints": removed})
+                continue
             async with db.tenant_tx(self.pool, org_id) as conn:
                 targets = await queries.subscribed(conn, org_id, item.event.type)
                 if targets:

@@ -63,6 +63,12 @@ async def delete_endpoint(conn: Conn, org_id: UUID, endpoint_id: UUID) -> bool:
     return status.endswith(" 1")
 
 
+async def delete_org_endpoints(conn: Conn, org_id: UUID) -> int:
+    """Every endpoint of the org, with its secrets, deliveries and attempts (cascade)."""
+    status = await conn.execute("delete from endpoints where org_id = $1", org_id)
+    return int(status.rsplit(" ", 1)[1])
+
+
 async def subscribed(conn: Conn, org_id: UUID, event_type: str) -> list[UUID]:
     rows = await conn.fetch(
         "select id from endpoints where org_id = $1 and enabled"
