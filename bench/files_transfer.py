@@ -62,18 +62,12 @@ async def download(http: aiohttp.ClientSession, url: str, total: int) -> float:
     return total / MIB / (time.perf_counter() - started)
 
 
-def peak_rss_mib(proc: Proc) -> float:
+def memory_mib(proc: Proc, field: str) -> float:
+    """`VmRSS` (now) or `VmHWM` (peak) of a process, from /proc."""
     for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc")
-
-
-def rss_mib(proc: Proc) -> float:
-    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc")
+    raise RuntimeError(f"no {field} in /proc")
 
 
 async def transfer(http: aiohttp.ClientSession, base: str, namespace: str, total: int
@@ -119,9 +113,9 @@ async def main(mib: int, rounds: int, big_mib: int) -> None:
             for _ in range(rounds):
                 for name in ("plain", "files"):
                     speeds[name].append(await transfer(http, bases[name], namespace, mib * MIB))
-            before = rss_mib(procs["files"])
+            before = memory_mib(procs["files"], "VmRSS")
             big = await transfer(http, bases["files"], namespace, big_mib * MIB)
-            peak = peak_rss_mib(procs["files"])
+            peak = memory_mib(procs["files"], "VmHWM")
         report(speeds, mib, rounds, big_mib, big, before, peak)
     finally:
         for proc in procs.values():
