@@ -7,12 +7,16 @@ body past the limit is a 413 as soon as the limit is crossed: it is never buffer
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from argus_shared.errors import Problem
+
+UuidText = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    description="a UUID in its canonical form")]
 
 T = TypeVar("T")
 JSON_TYPES = ("application/json", "application/problem+json")

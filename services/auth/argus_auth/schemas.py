@@ -6,14 +6,14 @@ from typing import Annotated
 
 import msgspec
 
-from argus_shared.validation import Strict
+from argus_shared.validation import Strict, UuidText
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"  # noqa: E501
 Email = Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 AnyPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
-Code = Annotated[str, msgspec.Meta(min_length=6, max_length=32)]
+Code = Annotated[str, msgspec.Meta(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z -]+$")]
 Scope = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z-]{1,30}:(read|write)$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
@@ -69,7 +69,7 @@ class CodeOnly(Strict):
 
 
 class SwitchOrg(Strict):
-    org_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F-]{36}$")]
+    org_id: UuidText
 
 
 class NewApiKey(Strict):
