@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from functools import partial
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from argus_tenant_api.scope import ROLES_KEY
 from argus_tenant_api.wallet import Reconciler
 
 SERVICE = "tenant-api"
+log = logging.getLogger("argus.tenant_api")
 RECONCILER_KEY = web.AppKey("reconciler", Reconciler)
 
 
@@ -55,14 +57,21 @@ async def _reconciliation(app: web.Application) -> AsyncIterator[None]:
     async def loop() -> None:
         while True:
             await asyncio.sleep(app[CONFIG_KEY].reconcile_seconds)
-            with contextlib.suppress(Exception):
-                await reconciler.run()
+            await logged(reconciler.run(), "wallet reconciliation failed")
 
     task = asyncio.create_task(loop(), name="wallet-reconciliation")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def logged(work: Awaitable[object], failure: str) -> None:
+    """A periodic job's run: a failure is logged and the next run tries again."""
+    try:
+        await work
+    except Exception:
+        log.exception(failure)
 
 
 async def _data_subjects(settings: Settings, app: web.Application) -> AsyncIterator[None]:
@@ -72,10 +81,8 @@ async def _data_subjects(settings: Settings, app: web.Application) -> AsyncItera
     async def loop() -> None:
         while True:
             await asyncio.sleep(app[CONFIG_KEY].reconcile_seconds)
-            with contextlib.suppress(Exception):
-                await subjects.purge_pending()
-            with contextlib.suppress(Exception):
-                await purge_deleted_orgs(app[POOL_KEY])
+            await logged(subjects.purge_pending(), "account purges failed")
+            await logged(purge_deleted_orgs(app[POOL_KEY]), "org purges failed")
 
     task = asyncio.create_task(loop(), name="account-and-org-purges")
     yield
