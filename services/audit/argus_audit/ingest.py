@@ -62,15 +62,16 @@ class Ingest:
     async def _append(self, org_id: UUID, org_events: list[events.Event]) -> None:
         async with db.tenant_tx(self.pool, org_id) as conn:
             seq, head = await queries.lock_head(conn, org_id)
-            seen = await queries.already_seen(conn, org_id, [UUID(e.id) for e in org_events])
+            ids = [UUID(e.id) for e in org_events]
+            seen = await queries.already_seen(conn, org_id, ids)
             rows, now = [], datetime.now(UTC)
-            for event in org_events:
-                if UUID(event.id) in seen:
+            for event_id, event in zip(ids, org_events, strict=True):
+                if event_id in seen:
                     self.metrics.duplicates.inc()
                     continue
-                seen.add(UUID(event.id))
+                seen.add(event_id)
                 seq += 1
-                row = row_of(event, org_id, seq, now)
+                row = row_of(event, event_id, org_id, seq, now)
                 row["prev_hash"], row["hash"] = head, chain.link(head, row)
                 head = row["hash"]
                 rows.append(row)
@@ -95,9 +96,10 @@ class Ingest:
             self.metrics.quarantined.labels((item.error or "unknown").split(":")[0]).inc()
 
 
-def row_of(event: events.Event, org_id: UUID, seq: int, received: datetime) -> dict[str, Any]:
+def row_of(event: events.Event, event_id: UUID, org_id: UUID, seq: int, received: datetime
+           ) -> dict[str, Any]:
     return {
-        "org_id": org_id, "seq": seq, "event_id": UUID(event.id),
+        "org_id": org_id, "seq": seq, "event_id": event_id,
         "occurred_at": datetime.fromisoformat(event.occurred_at), "received_at": received,
         "type": event.type, "actor_type": event.actor.type, "actor_id": event.actor.id,
         "resource_type": event.resource.type, "resource_id": event.resource.id,
