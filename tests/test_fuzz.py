@@ -158,6 +158,10 @@ async def spec_of(suite: Suite, base: str) -> dict[str, Any]:
         return spec
 
 
+# hypothesis draws in a worker thread while the services run on the event loop in the main
+# thread; their own use of `random` (nats-py inbox ids, retry jitter) is what it warns about
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies:DeprecationWarning")
 @pytest.mark.parametrize("service", ["auth", "tenant-api", "audit", "webhooks", "files"])
 async def test_no_input_gets_a_5xx_and_every_4xx_is_a_problem(
     suite: Suite, audit: Audit, webhooks: Webhooks, files: Files, service: str
