@@ -108,14 +108,37 @@ class Deliverer:
                 await asyncio.sleep(self.config.poll_seconds)
                 continue
             slots = asyncio.Semaphore(self.config.workers)
-            await asyncio.gather(*(self._bounded(slots, row) for row in rows),
+            successes: list[dict[str, Any]] = []
+            await asyncio.gather(*(self._bounded(slots, row, successes) for row in rows),
                                  return_exceptions=True)
+            await self._record_successes(successes)
 
-    async def _bounded(self, slots: asyncio.Semaphore, row: asyncpg.Record) -> None:
+    async def _bounded(self, slots: asyncio.Semaphore, row: asyncpg.Record,
+                       successes: list[dict[str, Any]]) -> None:
         async with slots:
-            await self.deliver(row)
+            await self.deliver(row, successes)
+        if len(successes) >= self.config.workers:  # settled in groups, well within the lease
+            group = successes[:]
+            successes.clear()
+            await self._record_successes(group)
 
-    async def deliver(self, row: asyncpg.Record) -> str:
+    async def _record_successes(self, successes: list[dict[str, Any]]) -> None:
+        """Successful attempts, one transaction per org. If this fails the leases run out and
+        the deliveries are sent again: at least once, as receivers are told to expect."""
+        by_org: dict[Any, list[dict[str, Any]]] = {}
+        for attempt in successes:
+            by_org.setdefault(attempt["org_id"], []).append(attempt)
+        for org_id, attempts in by_org.items():
+            try:
+                async with db.tenant_tx(self.pool, org_id) as conn:
+                    await queries.succeeded(conn, org_id, attempts)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("successes not recorded", extra={"error": str(exc)[:200]})
+
+    async def deliver(self, row: asyncpg.Record,
+                      successes: list[dict[str, Any]] | None = None) -> str:
+        """One attempt, settled; a success is appended to `successes` for the caller to record
+        with others when it gives a list, else recorded at once."""
         started, moment = time.perf_counter(), datetime.now(UTC)
         status_code, error, excerpt, headers = None, None, None, None
         try:
@@ -131,7 +154,8 @@ class Deliverer:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
         latency = time.perf_counter() - started
         self.metrics.latency.observe(latency)
-        return await self._settle(row, moment, latency, status_code, error, excerpt, headers)
+        return await self._settle(row, moment, latency, status_code, error, excerpt, headers,
+                                  successes)
 
     async def _secrets(self, row: asyncpg.Record) -> list[str]:
         context = secret_context(row["org_id"], row["endpoint_id"])
@@ -151,18 +175,22 @@ class Deliverer:
 
     async def _settle(self, row: asyncpg.Record, moment: datetime, latency: float,
                       status_code: int | None, error: str | None, excerpt: str | None,
-                      headers: Any) -> str:
+                      headers: Any, successes: list[dict[str, Any]] | None) -> str:
         ok = status_code is not None and 200 <= status_code < 300
         result = "succeeded" if ok else "gone" if status_code == 410 else "failed"
         attempt = {
             "org_id": row["org_id"], "delivery_id": row["id"], "n": row["attempts"],
             "started_at": moment, "status_code": status_code,
-            "latency_ms": int(latency * 1000), "error": error, "response_body": excerpt}
+            "latency_ms": int(latency * 1000), "error": error, "response_body": excerpt,
+            "endpoint_id": row["endpoint_id"]}
+        if ok:
+            if successes is None:
+                await self._record_successes([attempt])
+            else:
+                successes.append(attempt)
+            self.metrics.results.labels(result).inc()
+            return result
         async with db.tenant_tx(self.pool, row["org_id"]) as conn:
-            if ok:
-                await queries.succeeded(conn, attempt, row["endpoint_id"])
-                self.metrics.results.labels(result).inc()
-                return result
             await queries.record_attempt(conn, attempt)
             if status_code == 410:
                 await queries.finish(conn, row["org_id"], row["id"], "cancelled", None)
