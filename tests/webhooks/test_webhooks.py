@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import standardwebhooks
 import stripe
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from argus_webhooks import ssrf
 from argus_webhooks.app import create_app
@@ -312,3 +314,31 @@ async def test_delivery_metrics_are_exported(webhooks: Webhooks) -> None:
     for name in ("argus_webhook_attempt_seconds_bucket", "argus_webhook_queue_depth",
                  "argus_webhook_oldest_pending_seconds", "argus_webhook_endpoints_disabled"):
         assert name in text
+
+
+async def test_a_slow_endpoint_does_not_hold_up_other_deliveries(webhooks: Webhooks) -> None:
+    slow_started = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        slow_started.set()
+        await asyncio.sleep(4)  # under the 5 s attempt timeout: it succeeds, slowly
+        return web.Response(text="ok")
+
+    target = web.Application()
+    target.router.add_post("/slow", slow)
+    slow_server = TestServer(target, host="127.0.0.1")
+    await slow_server.start_server()
+    try:
+        owner, org, token, _, _ = await endpoint(webhooks)
+        status, _ = await webhooks.call("POST", f"/orgs/{org}/webhooks/endpoints", token, {
+            "url": str(slow_server.make_url("/slow")), "event_types": ["project.created"]})
+        assert status == 201
+        await webhooks.suite.project(org, owner)
+        await webhooks.receiver.wait_for(1)
+        await asyncio.wait_for(slow_started.wait(), 10)
+        started = time.monotonic()
+        await webhooks.suite.project(org, owner)  # claimed while the slow POST still hangs
+        await webhooks.receiver.wait_for(2, timeout=10)
+        assert time.monotonic() - started < 3, "the fast endpoint waited for the slow one"
+    finally:
+        await slow_server.close()

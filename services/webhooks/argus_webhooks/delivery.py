@@ -67,6 +67,7 @@ class Deliverer:
                  metrics: Metrics) -> None:
         self.pool, self.master, self.config, self.metrics = pool, master, config, metrics
         self._stopping = False
+        self._active = 0  # deliveries being attempted right now
         # one keep-alive session per checked (host, port, addresses): connections are reused,
         # and a host whose addresses change gets a new session after a new check
         self._sessions: dict[tuple[str, tuple[str, ...]], aiohttp.ClientSession] = {}
@@ -95,32 +96,51 @@ class Deliverer:
         return session
 
     async def run(self) -> None:
+        """Claim, deliver, claim more as slots free up (no round waits for its slowest
+        delivery); at most `CLAIM_FACTOR * workers` deliveries are leased at a time."""
+        slots = asyncio.Semaphore(self.config.workers)
+        successes: list[dict[str, Any]] = []
+        running: set[asyncio.Task[None]] = set()
         while not self._stopping:
+            room = CLAIM_FACTOR * self.config.workers - len(running)
+            if room < self.config.workers:  # enough is queued: wait for some to finish
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
                 async with self.pool.acquire() as conn:
-                    rows = await queries.claim(conn, CLAIM_FACTOR * self.config.workers,
-                                               self.config.lease_seconds)
+                    rows = await queries.claim(conn, room, self.config.lease_seconds)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("claim failed", extra={"error": str(exc)[:200]})
                 await asyncio.sleep(1)
                 continue
             if not rows:
+                await self._record_successes(self._take(successes))
                 await asyncio.sleep(self.config.poll_seconds)
                 continue
-            slots = asyncio.Semaphore(self.config.workers)
-            successes: list[dict[str, Any]] = []
-            await asyncio.gather(*(self._bounded(slots, row, successes) for row in rows),
-                                 return_exceptions=True)
-            await self._record_successes(successes)
+            for row in rows:
+                task = asyncio.create_task(self._bounded(slots, row, successes))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        await asyncio.gather(*running, return_exceptions=True)
+        await self._record_successes(self._take(successes))
+
+    @staticmethod
+    def _take(successes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        taken = successes[:]
+        successes.clear()
+        return taken
 
     async def _bounded(self, slots: asyncio.Semaphore, row: asyncpg.Record,
                        successes: list[dict[str, Any]]) -> None:
         async with slots:
-            await self.deliver(row, successes)
-        if len(successes) >= self.config.workers:  # settled in groups, well within the lease
-            group = successes[:]
-            successes.clear()
-            await self._record_successes(group)
+            self._active += 1
+            try:
+                await self.deliver(row, successes)
+            finally:
+                self._active -= 1
+        # in groups under load, at once when nothing else is in flight (a trickle of events)
+        if len(successes) >= self.config.workers or self._active == 0:
+            await self._record_successes(self._take(successes))
 
     async def _record_successes(self, successes: list[dict[str, Any]]) -> None:
         """Successful attempts, one transaction per org. If this fails the leases run out and
