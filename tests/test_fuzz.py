@@ -161,7 +161,8 @@ async def spec_of(suite: Suite, base: str) -> dict[str, Any]:
 # hypothesis draws in a worker thread while the services run on the event loop in the main
 # thread; their own use of `random` (nats-py inbox ids, retry jitter) is what it warns about
 @pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module inside strategies:DeprecationWarning")
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning")
 @pytest.mark.parametrize("service", ["auth", "tenant-api", "audit", "webhooks", "files"])
 async def test_no_input_gets_a_5xx_and_every_4xx_is_a_problem(
     suite: Suite, audit: Audit, webhooks: Webhooks, files: Files, service: str
