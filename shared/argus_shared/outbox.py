@@ -21,6 +21,7 @@ from argus_shared.settings import KeyRing
 log = logging.getLogger("argus.outbox")
 BATCH = 200
 POLL_SECONDS = 1.0
+MIN_INTERVAL = 0.05
 MAX_BACKOFF = 10.0
 PUBLISH_TIMEOUT = 5.0
 XUT_LIFETIME = 300
@@ -32,25 +33,37 @@ MAX_PAYLOAD_BYTES = 1024 * 1024 - 16 * 1024
 INSERT = """
 insert into outbox (id, subject, org_id, payload, headers) values ($1, $2, $3, $4, $5)
 """
+# marked sent in the claiming statement, but only committed after every publish succeeded: a
+# failed publish or a crash rolls the mark back and the rows are sent again
 CLAIM = """
-select seq, id, subject, payload, headers from outbox
-where sent_at is null order by seq limit $1 for update skip locked
+update outbox set sent_at = now()
+where seq in (select seq from outbox where sent_at is null order by seq limit $1
+              for update skip locked)
+returning seq, id, subject, payload, headers
 """
-MARK_SENT = "update outbox set sent_at = now() where seq = any($1::bigint[])"
 PURGE_SENT = f"delete from outbox where sent_at < now() - interval '{KEEP_SENT}'"
 PENDING = "select count(*) from outbox where sent_at is null"
 
 
-async def emit(
-    conn: asyncpg.Connection,
-    service: str,
-    event: events.Event,
-    *,
-    role: str | None = None,
-    scopes: tuple[str, ...] = (),
-) -> None:
-    """Queue `event` in the caller's transaction. The actor becomes the X-User-Token subject.
-    Raises `ValueError` for an event the relay could never publish (bad type, too large)."""
+@dataclass(frozen=True)
+class Row:
+    """An outbox row ready to insert: `INSERT` takes `values()` as $1..$5."""
+
+    id: str
+    subject: str
+    org_id: str | None
+    payload: bytes
+    headers: dict[str, Any]
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.id, self.subject, self.org_id, self.payload, self.headers)
+
+
+def prepare(
+    service: str, event: events.Event, *, role: str | None = None, scopes: tuple[str, ...] = (),
+) -> Row:
+    """The row for `event`; the actor becomes the X-User-Token subject. Raises `ValueError` for
+    an event the relay could never publish (bad type, too large)."""
     events.check_type(event.type)
     payload = events.encode(event)
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -62,9 +75,19 @@ async def emit(
     if scopes:
         headers["scopes"] = list(scopes)
     tracing.inject(headers)
-    await conn.execute(
-        INSERT, event.id, events.subject_for(service, event.type), event.org_id, payload, headers,
-    )
+    return Row(event.id, events.subject_for(service, event.type), event.org_id, payload, headers)
+
+
+async def emit(
+    conn: asyncpg.Connection,
+    service: str,
+    event: events.Event,
+    *,
+    role: str | None = None,
+    scopes: tuple[str, ...] = (),
+) -> None:
+    """Queue `event` in the caller's transaction (see `prepare`)."""
+    await conn.execute(INSERT, *prepare(service, event, role=role, scopes=scopes).values())
 
 
 @dataclass(frozen=True)
@@ -76,17 +99,26 @@ class Ctx:
     request_id: str | None = None
 
 
+def request_event(
+    ctx: Ctx, event_type: str, *, actor: tuple[str, str], resource: tuple[str, str],
+    org_id: object = None, data: dict[str, Any] | None = None,
+) -> events.Event:
+    """An event carrying the request context (IP, user agent, request id)."""
+    return events.new_event(
+        event_type, actor=events.Actor(*actor), resource=events.Resource(*resource),
+        org_id=None if org_id is None else str(org_id), ip=ctx.ip, user_agent=ctx.user_agent,
+        request_id=ctx.request_id, data=data,
+    )
+
+
 async def record(
     conn: asyncpg.Connection, service: str, ctx: Ctx, event_type: str, *,
     actor: tuple[str, str], resource: tuple[str, str], org_id: object = None,
     data: dict[str, Any] | None = None,
 ) -> None:
     """Build an event from the request context and queue it in the caller's transaction."""
-    event = events.new_event(
-        event_type, actor=events.Actor(*actor), resource=events.Resource(*resource),
-        org_id=None if org_id is None else str(org_id), ip=ctx.ip, user_agent=ctx.user_agent,
-        request_id=ctx.request_id, data=data,
-    )
+    event = request_event(ctx, event_type, actor=actor, resource=resource, org_id=org_id,
+                          data=data)
     await emit(conn, service, event)
 
 
@@ -122,6 +154,7 @@ class Relay:
         self._listener: asyncpg.Connection | None = None
         self.published = 0
         self._stopping = False
+        self._last_batch = float("-inf")
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
@@ -139,12 +172,16 @@ class Relay:
 
     async def _run(self) -> None:
         backoff = 0.5
+        backlog = False
         while not self._stopping:
             try:
                 await self._listen()
-                sent = await self.relay_once()
+                if not backlog:
+                    await self._pace()
+                self._wake.clear()
+                backlog = await self.relay_once() == BATCH
                 backoff = 0.5
-                if sent == BATCH:
+                if backlog:
                     continue
             except asyncio.CancelledError:
                 raise
@@ -160,17 +197,23 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wake.wait()
-            self._wake.clear()
+
+    async def _pace(self) -> None:
+        """At most one batch per `MIN_INTERVAL`: a lone event goes out at once, a stream of them
+        in batches, so a busy service pays the claim, commit and wake-ups once per batch rather
+        than once per event (at most `MIN_INTERVAL` later)."""
+        loop = asyncio.get_running_loop()
+        wait = self._last_batch + MIN_INTERVAL - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_batch = loop.time()
 
     async def relay_once(self) -> int:
         """Publish one batch of pending events; returns how many were sent."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM, BATCH)
-            if not rows:
-                return 0
+            rows = sorted(await conn.fetch(CLAIM, BATCH), key=lambda row: row["seq"])
             for row in rows:
                 await self._publish(row)
-            await conn.execute(MARK_SENT, [row["seq"] for row in rows])
         self.published += len(rows)
         return len(rows)
 

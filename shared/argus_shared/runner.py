@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -239,6 +239,17 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         await runner.cleanup()
 
 
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (not on Windows): per request most of a
+    service's Python time outside crypto goes to the event loop and its transports."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def run_service(
     service: str, create_app: Callable[[Settings], web.Application]
 ) -> NoReturn:
@@ -249,7 +260,7 @@ def run_service(
     setup_logging(service, settings.log_level)
     setup_tracing(service, settings.otlp_endpoint)
     try:
-        asyncio.run(_serve(create_app(settings), settings))
+        run_loop(_serve(create_app(settings), settings))
     except ConfigError as exc:
         fail(str(exc))
     except StartupError as exc:

@@ -121,15 +121,17 @@ async def _succeed(auth: Auth, key: bytes, account: queries.Row, password: str,
         new_hash = await auth.passwords.hash(password)
         async with auth.pool.acquire() as conn:
             await queries.rehash_password(conn, account["id"], account["password_hash"], new_hash)
+    if not account["mfa"]:
+        async with auth.pool.acquire() as conn:
+            return await sessions.start(auth, conn, account["id"], ["pwd"], ctx,
+                                        clear_throttle=key if account["failures"] else None)
     async with auth.pool.acquire() as conn, conn.transaction():
         if account["failures"]:
             await queries.clear_failures(conn, key)
-        if account["mfa"]:
-            token = await mfa.challenge(auth, conn, account["id"], ctx)
-            await emit(conn, ctx, "auth.login.mfa_required", actor=user(account["id"]),
-                       resource=("user", str(account["id"])))
-            return token
-        return await sessions.start(auth, conn, account["id"], ["pwd"], ctx)
+        token = await mfa.challenge(auth, conn, account["id"], ctx)
+        await emit(conn, ctx, "auth.login.mfa_required", actor=user(account["id"]),
+                   resource=("user", str(account["id"])))
+        return token
 
 
 async def _failure(auth: Auth, key: bytes, account: queries.Row | None, ctx: Ctx,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from argus_auth.queries import Conn
+from argus_shared import outbox
 from argus_shared.outbox import Ctx, record
 
 SERVICE = "auth"
 ANONYMOUS = ("anonymous", "-")
-__all__ = ["ANONYMOUS", "Ctx", "emit", "user"]
+__all__ = ["ANONYMOUS", "Ctx", "emit", "prepare", "user"]
 
 
 async def emit(
@@ -18,6 +19,13 @@ async def emit(
 ) -> None:
     await record(conn, SERVICE, ctx, event_type, actor=actor, resource=resource, org_id=org_id,
                  data=data)
+
+
+def prepare(ctx: Ctx, event_type: str, *, actor: tuple[str, str], resource: tuple[str, str],
+            data: dict[str, Any] | None = None) -> outbox.Row:
+    """An outbox row for a statement that writes the change and its event at once."""
+    event = outbox.request_event(ctx, event_type, actor=actor, resource=resource, data=data)
+    return outbox.prepare(SERVICE, event)
 
 
 def user(user_id: object) -> tuple[str, str]:

@@ -8,6 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
+from argus_shared import outbox
+
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Row = asyncpg.Record
 
@@ -140,14 +142,28 @@ async def use_email_token(conn: Conn, token_hash: bytes, purpose: str, now: date
 
 # sessions and refresh tokens --------------------------------------------------------------------
 
-async def insert_session(conn: Conn, values: dict[str, Any]) -> None:
+async def start_session(conn: Conn, values: dict[str, Any], refresh_hash: bytes,
+                        event: outbox.Row, clear_throttle: bytes | None) -> None:
+    """Session, first refresh token, the login event and a cleared failure count in one
+    statement (one round trip, atomic on its own)."""
     await conn.execute(
-        "insert into sessions (id, user_id, org_id, role, amr, auth_time, ip, user_agent,"
-        " expires_at, created_at, last_used_at)"
-        " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        """
+        with session as (
+            insert into sessions (id, user_id, org_id, role, amr, auth_time, ip, user_agent,
+                                  expires_at, created_at, last_used_at)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+        ), refresh as (
+            insert into refresh_tokens (token_hash, session_id, created_at)
+            values ($11, $1, $10)
+        ), throttle as (
+            delete from login_throttle where $12::bytea is not null and email_hash = $12
+        )
+        insert into outbox (id, subject, org_id, payload, headers)
+        values ($13, $14, $15, $16, $17)
+        """,
         values["id"], values["user_id"], values["org_id"], values["role"], values["amr"],
         values["auth_time"], values["ip"], values["user_agent"], values["expires_at"],
-        values["now"],
+        values["now"], refresh_hash, clear_throttle, *event.values(),
     )
 
 

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from argus_auth import queries
 from argus_auth.core import Auth
-from argus_auth.events import Ctx, emit, user
+from argus_auth.events import Ctx, emit, prepare, user
 from argus_auth.queries import Conn
 from argus_shared import crypto
 from argus_shared.access import Revocations
@@ -49,20 +49,21 @@ def access_token(auth: Auth, session: dict[str, object], now: datetime) -> str:
     return auth.signing.sign(claims)
 
 
-async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx) -> Issued:
-    """A new session for a user who just logged in (inside the caller's transaction); one
-    event, `auth.login.succeeded`, records both the login and the session it opened."""
+async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx, *,
+                clear_throttle: bytes | None = None) -> Issued:
+    """A new session for a user who just logged in; one event, `auth.login.succeeded`, records
+    both the login and the session it opened. Session, refresh token, event (and the cleared
+    failure count) go in one statement, so this is atomic even outside a transaction."""
     now = auth.now()
     session = {
         "id": uuid.uuid4(), "user_id": user_id, "org_id": None, "role": None, "amr": amr,
         "auth_time": now, "ip": ctx.ip, "user_agent": (ctx.user_agent or "")[:500] or None,
         "expires_at": now + timedelta(seconds=auth.config.refresh_ttl), "now": now,
     }
-    await queries.insert_session(conn, session)
     refresh = new_refresh_token()
-    await queries.insert_refresh(conn, crypto.sha256(refresh), session["id"], now)
-    await emit(conn, ctx, "auth.login.succeeded", actor=user(user_id),
-               resource=("session", str(session["id"])), data={"amr": amr})
+    event = prepare(ctx, "auth.login.succeeded", actor=user(user_id),
+                    resource=("session", str(session["id"])), data={"amr": amr})
+    await queries.start_session(conn, session, crypto.sha256(refresh), event, clear_throttle)
     return Issued(access_token(auth, session, now), refresh, session["id"],
                   auth.config.access_ttl)
 
