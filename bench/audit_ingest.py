@@ -28,6 +28,7 @@ from argus_audit.ingest import Ingest, Metrics
 from argus_shared import db, events, xut
 from argus_shared.consumer import Consumer
 from argus_shared.nats import connect, ensure_stream
+from argus_shared.runner import run_loop
 from support.infra import start_infra
 
 ORGS = [uuid.uuid4() for _ in range(10)]
@@ -149,4 +150,4 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=5000)
     parser.add_argument("--seconds", type=float, default=5)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.rate, args.seconds))
+    run_loop(main(args.events, args.rate, args.seconds))

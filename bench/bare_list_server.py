@@ -1,5 +1,5 @@
 """The baseline for bench/tenant_list.py: a bare aiohttp + asyncpg handler running the same
-SELECT as tenant-api's project list, with nothing around it.
+SELECT as tenant-api's project list, with nothing around it, on the event loop the services run on.
 
     python bench/bare_list_server.py <dsn> <port>
 """
@@ -11,6 +11,8 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+
+from argus_shared.runner import event_loop
 
 SELECT = "select * from tenant_api.projects where org_id = $1 order by created_at, id"
 
@@ -31,4 +33,5 @@ async def make_app(dsn: str) -> web.Application:
 
 if __name__ == "__main__":
     dsn, port = sys.argv[1], int(sys.argv[2])
-    web.run_app(make_app(dsn), host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(make_app(dsn), host="127.0.0.1", port=port, print=None, access_log=None,
+                loop=event_loop())

@@ -26,6 +26,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 from argus_shared.embedded import free_port
+from argus_shared.runner import run_loop
 from support.infra import start_infra
 from support.processes import PYTHON, Proc, service_command, wait_ready
 
@@ -127,4 +128,4 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.connections, args.rounds))
+    run_loop(main(args.seconds, args.connections, args.rounds))  # the services' loop

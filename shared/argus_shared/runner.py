@@ -239,15 +239,20 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         await runner.cleanup()
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run `main` on uvloop where it is installed (not on Windows): per request most of a
-    service's Python time outside crypto goes to the event loop and its transports."""
+def event_loop() -> asyncio.AbstractEventLoop:
+    """A new uvloop loop where uvloop is installed (not on Windows), else asyncio's: per request
+    most of a service's Python time outside crypto goes to the event loop and its transports."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run(main)` on `event_loop()`."""
+    with asyncio.Runner(loop_factory=event_loop) as runner:
+        runner.run(main)
 
 
 def run_service(

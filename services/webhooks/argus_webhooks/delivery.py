@@ -143,17 +143,15 @@ class Deliverer:
             await self._record_successes(self._take(successes))
 
     async def _record_successes(self, successes: list[dict[str, Any]]) -> None:
-        """Successful attempts, one transaction per org. If this fails the leases run out and
-        the deliveries are sent again: at least once, as receivers are told to expect."""
-        by_org: dict[Any, list[dict[str, Any]]] = {}
-        for attempt in successes:
-            by_org.setdefault(attempt["org_id"], []).append(attempt)
-        for org_id, attempts in by_org.items():
-            try:
-                async with db.tenant_tx(self.pool, org_id) as conn:
-                    await queries.succeeded(conn, org_id, attempts)
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("successes not recorded", extra={"error": str(exc)[:200]})
+        """Successful attempts, in one statement. If this fails the leases run out and the
+        deliveries are sent again: at least once, as receivers are told to expect."""
+        if not successes:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await queries.succeeded(conn, successes)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("successes not recorded: %s", str(exc)[:200])
 
     async def deliver(self, row: asyncpg.Record,
                       successes: list[dict[str, Any]] | None = None) -> str:

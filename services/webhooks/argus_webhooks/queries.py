@@ -103,32 +103,14 @@ async def record_attempt(conn: Conn, values: dict[str, Any]) -> None:
     )
 
 
-async def succeeded(conn: Conn, org_id: UUID, attempts: list[dict[str, Any]]) -> None:
-    """Successful attempts of one org in one round trip: the attempts, the deliveries, the
-    endpoints' health (each attempt dict also names its `endpoint_id`)."""
+async def succeeded(conn: Conn, attempts: list[dict[str, Any]]) -> None:
+    """Successful attempts of any orgs in one round trip (`settle_succeeded`): the deliveries
+    still in flight are settled, their attempts logged, their endpoints' failure streaks ended."""
     await conn.execute(
-        """
-        with batch as (
-            select * from unnest($2::uuid[], $3::int[], $4::timestamptz[], $5::int[],
-                                 $6::int[], $7::text[], $8::uuid[])
-                as b(delivery_id, n, started_at, status_code, latency_ms, response_body,
-                     endpoint_id)),
-        logged as (
-            insert into attempts (org_id, delivery_id, n, started_at, status_code, latency_ms,
-                                  error, response_body)
-            select $1, delivery_id, n, started_at, status_code, latency_ms, null, response_body
-            from batch on conflict do nothing),
-        done as (
-            update deliveries d set status = 'succeeded', lease_until = null,
-                delivered_at = now()
-            from batch where d.org_id = $1 and d.id = batch.delivery_id)
-        update endpoints set failing_since = null
-        where org_id = $1 and id in (select endpoint_id from batch)
-          and failing_since is not null
-        """,
-        org_id, *([a[k] for a in attempts] for k in (
-            "delivery_id", "n", "started_at", "status_code", "latency_ms", "response_body",
-            "endpoint_id")),
+        "select settle_succeeded($1, $2, $3, $4, $5, $6, $7)",
+        *([a[k] for a in attempts] for k in (
+            "org_id", "delivery_id", "n", "started_at", "status_code", "latency_ms",
+            "response_body")),
     )
 
 
