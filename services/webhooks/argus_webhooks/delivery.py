@@ -26,7 +26,12 @@ from argus_webhooks.config import WebhooksConfig
 log = logging.getLogger("argus.webhooks.delivery")
 SERVICE = "webhooks"
 RESPONSE_EXCERPT = 1000
-CLAIM_FACTOR = 4  # rows claimed per round, per concurrent worker
+CLAIM_FACTOR = 4  # deliveries leased at a time, per concurrent worker
+BATCH_FACTOR = 2  # claims and recorded successes come in groups of this many per worker
+# a checked target is reused this long (aiohttp's own DNS cache keeps 10 s); the connection
+# still goes only to the addresses that were checked
+TARGET_TTL = 10.0
+CACHE_LIMIT = 4096
 
 
 def secret_context(org_id: Any, endpoint_id: Any) -> bytes:
@@ -62,6 +67,12 @@ def retry_after_of(response_headers: Any) -> int | None:
     return None
 
 
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
 class Deliverer:
     def __init__(self, pool: asyncpg.Pool, master: KeyRing, config: WebhooksConfig,
                  metrics: Metrics) -> None:
@@ -71,6 +82,8 @@ class Deliverer:
         # one keep-alive session per checked (host, port, addresses): connections are reused,
         # and a host whose addresses change gets a new session after a new check
         self._sessions: dict[tuple[str, tuple[str, ...]], aiohttp.ClientSession] = {}
+        self._targets: dict[str, tuple[float, str, list[str]]] = {}
+        self._unsealed: dict[tuple[bytes, bytes], str] = {}
 
     def stop(self) -> None:
         self._stopping = True
@@ -103,7 +116,7 @@ class Deliverer:
         running: set[asyncio.Task[None]] = set()
         while not self._stopping:
             room = CLAIM_FACTOR * self.config.workers - len(running)
-            if room < self.config.workers:  # enough is queued: wait for some to finish
+            if room < BATCH_FACTOR * self.config.workers:  # enough queued: wait for some to end
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
@@ -139,7 +152,7 @@ class Deliverer:
             finally:
                 self._active -= 1
         # in groups under load, at once when nothing else is in flight (a trickle of events)
-        if len(successes) >= self.config.workers or self._active == 0:
+        if len(successes) >= BATCH_FACTOR * self.config.workers or self._active == 0:
             await self._record_successes(self._take(successes))
 
     async def _record_successes(self, successes: list[dict[str, Any]]) -> None:
@@ -160,9 +173,8 @@ class Deliverer:
         started, moment = time.perf_counter(), datetime.now(UTC)
         status_code, error, excerpt, headers = None, None, None, None
         try:
-            secrets = await self._secrets(row)
-            host, port = ssrf.check_url(row["url"], self.config.https_only)
-            addresses = await ssrf.resolve_checked(host, port, self.config.allow_nets)
+            secrets = self._secrets(row)
+            host, addresses = await self._target(row["url"])
             status_code, excerpt, headers = await self._post(row, secrets, host, addresses)
         except ssrf.Refused as exc:
             error = f"refused: {exc}"
@@ -175,10 +187,30 @@ class Deliverer:
         return await self._settle(row, moment, latency, status_code, error, excerpt, headers,
                                   successes)
 
-    async def _secrets(self, row: asyncpg.Record) -> list[str]:
+    def _secrets(self, row: asyncpg.Record) -> list[str]:
+        """The endpoint's live secrets, unsealed once per sealed value (a rotation seals a new
+        one, so a cached secret is never stale)."""
         context = secret_context(row["org_id"], row["endpoint_id"])
-        return [crypto.open_sealed(self.master, sealed, context).decode()
-                for sealed in row["secrets"]]
+        return [self._unseal(sealed, context) for sealed in row["secrets"]]
+
+    def _unseal(self, sealed: bytes, context: bytes) -> str:
+        secret = self._unsealed.get((sealed, context))
+        if secret is None:
+            secret = crypto.open_sealed(self.master, sealed, context).decode()
+            _bounded_put(self._unsealed, (sealed, context), secret)
+        return secret
+
+    async def _target(self, url: str) -> tuple[str, list[str]]:
+        """Host and checked addresses for `url` (Refused if not allowed); a passed check is
+        reused for `TARGET_TTL` seconds, a refusal is checked again next time."""
+        now = time.monotonic()
+        cached = self._targets.get(url)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
+        host, port = ssrf.check_url(url, self.config.https_only)
+        addresses = await ssrf.resolve_checked(host, port, self.config.allow_nets)
+        _bounded_put(self._targets, url, (now + TARGET_TTL, host, addresses))
+        return host, addresses
 
     async def _post(self, row: asyncpg.Record, secrets: list[str], host: str,
                     addresses: list[str]) -> tuple[int, str, Any]:
