@@ -225,6 +225,43 @@ async def test_the_runtime_roles_see_only_the_org_they_set(
             await pool.close()
 
 
+SCOPED_READS = ("scoped_projects", "scoped_members", "scoped_invitations")
+
+
+async def test_a_scoped_read_sees_one_org_and_leaves_no_scope_behind(
+    suite: Suite, two_tenants: tuple[Tenant, Tenant], settings_for: Callable[..., Settings]
+) -> None:
+    """The one-round-trip list reads scope their own statement: only the named org's rows, the
+    scope is gone with the statement, and a transaction scoped to another org cannot be
+    re-scoped through them."""
+    a, b = two_tenants
+    settings = settings_for("tenant-api")
+    pool = await db.create_pool(settings.database_url, settings.db_role, settings.db_password,
+                                schema=settings.schema, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            for tenant, other in ((a, b), (b, a)):
+                org = uuid.UUID(tenant.org)
+                projects = await conn.fetch("select * from scoped_projects($1, null)", org)
+                invitations = await conn.fetch("select * from scoped_invitations($1, null)", org)
+                members = await conn.fetch("select * from scoped_members($1, null)", org)
+                assert tenant.project in {str(r["id"]) for r in projects}
+                assert tenant.invitation in {str(r["id"]) for r in invitations}
+                assert {r["org_id"] for r in [*projects, *invitations]} == {org}
+                users = {str(r["user_id"]) for r in members}
+                assert {tenant.owner.id, tenant.member.id} <= users
+                assert not users & {other.owner.id, other.member.id}
+                # the next statement on the same connection is unscoped again: RLS fails closed
+                assert await conn.fetchval("select count(*) from projects") == 0
+                assert not await conn.fetchval("select current_setting('app.org_id', true)")
+        for function in SCOPED_READS:
+            with pytest.raises(asyncpg.RaiseError, match="scoped to another org"):
+                async with db.tenant_tx(pool, a.org) as conn:
+                    await conn.fetch(f"select * from {function}($1, null)", uuid.UUID(b.org))
+    finally:
+        await pool.close()
+
+
 async def test_rows_cannot_be_written_into_or_pointed_at_another_org(
     suite: Suite, two_tenants: tuple[Tenant, Tenant], settings_for: Callable[..., Settings],
     admin: asyncpg.Connection,

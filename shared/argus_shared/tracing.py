@@ -52,7 +52,7 @@ def tracing_middleware() -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in UNTRACED_PATHS:
+        if request.path in UNTRACED_PATHS or not _wanted(request):
             return await handler(request)
         name = f"{request.method} {template_of(request)}"
         # the span's status is ours to set: an HTTPException may be a redirect, not an error
@@ -74,6 +74,13 @@ def tracing_middleware() -> Any:
             return response
 
     return middleware
+
+
+def _wanted(request: web.Request) -> bool:
+    """A span only matters when one is recorded or a caller's trace must be carried on;
+    otherwise it would be non-recording with no trace id, and nothing would be propagated."""
+    return ("traceparent" in request.headers
+            or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider))
 
 
 def _set_status(span: trace.Span, status: int) -> None:

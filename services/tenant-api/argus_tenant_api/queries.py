@@ -84,11 +84,9 @@ async def insert_member(conn: Conn, org_id: UUID, user_id: UUID, role: str,
     return status.endswith(" 1")
 
 
-async def members(conn: Conn, org_id: UUID) -> list[Row]:
-    return await conn.fetch(
-        "select user_id, role, email, created_at from memberships where org_id = $1"
-        " order by created_at, user_id", org_id,
-    )
+async def members(conn: Conn, org_id: UUID, user_id: UUID | str | None) -> list[Row]:
+    """Scopes its own transaction (one round trip; see 0004_scoped_reads.sql)."""
+    return await conn.fetch("select * from scoped_members($1, $2)", org_id, user_id)
 
 
 async def owners_for_update(conn: Conn, org_id: UUID) -> list[UUID]:
@@ -123,11 +121,9 @@ async def insert_invitation(conn: Conn, values: dict[str, Any]) -> Row:
     )
 
 
-async def invitations(conn: Conn, org_id: UUID) -> list[Row]:
-    return await conn.fetch(
-        "select org_id, id, email, role, expires_at, accepted_at, revoked_at, created_at"
-        " from invitations where org_id = $1 order by created_at", org_id,
-    )
+async def invitations(conn: Conn, org_id: UUID, user_id: UUID | str | None) -> list[Row]:
+    """Scopes its own transaction (one round trip; see 0004_scoped_reads.sql)."""
+    return await conn.fetch("select * from scoped_invitations($1, $2)", org_id, user_id)
 
 
 async def revoke_invitation(conn: Conn, org_id: UUID, invitation_id: UUID) -> bool:
@@ -159,10 +155,9 @@ async def insert_project(conn: Conn, org_id: UUID, project_id: UUID, name: str,
     )
 
 
-async def projects(conn: Conn, org_id: UUID) -> list[Row]:
-    return await conn.fetch(
-        "select * from projects where org_id = $1 order by created_at, id", org_id
-    )
+async def projects(conn: Conn, org_id: UUID, user_id: UUID | str | None) -> list[Row]:
+    """Scopes its own transaction (one round trip; see 0004_scoped_reads.sql)."""
+    return await conn.fetch("select * from scoped_projects($1, $2)", org_id, user_id)
 
 
 async def project(conn: Conn, org_id: UUID, project_id: UUID) -> Row | None:

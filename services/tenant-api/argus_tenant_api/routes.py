@@ -32,6 +32,7 @@ from argus_tenant_api.scope import (
     READ,
     ROLES_KEY,
     authorise,
+    authorise_read,
     ctx_of,
     require_step_up,
     uuid_param,
@@ -136,9 +137,9 @@ async def delete_org(request: web.Request) -> web.Response:
 # members ----------------------------------------------------------------------------------------
 
 async def list_members(request: web.Request) -> web.Response:
-    async with tx(request) as conn:
-        scope = await authorise(request, conn, READ)
-        rows = await queries.members(conn, scope.org_id)
+    scope = await authorise_read(request, READ)
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await queries.members(conn, scope.org_id, scope.principal.id)
     return json([{"user_id": str(r["user_id"]), "role": r["role"], "email": r["email"],
                   "created_at": iso(r["created_at"])} for r in rows])
 
@@ -194,9 +195,9 @@ async def invite(request: web.Request) -> web.Response:
 
 
 async def list_invitations(request: web.Request) -> web.Response:
-    async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
-        rows = await queries.invitations(conn, scope.org_id)
+    scope = await authorise_read(request, ADMIN)
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await queries.invitations(conn, scope.org_id, scope.principal.id)
     return json([invitation_view(r) for r in rows])
 
 
@@ -264,9 +265,9 @@ async def create_project(request: web.Request) -> web.Response:
 
 
 async def list_projects(request: web.Request) -> web.Response:
-    async with tx(request) as conn:
-        scope = await authorise(request, conn, READ)
-        rows = await queries.projects(conn, scope.org_id)
+    scope = await authorise_read(request, READ)
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await queries.projects(conn, scope.org_id, scope.principal.id)
     return json([project_view(r) for r in rows])
 
 

@@ -8,10 +8,12 @@ from uuid import UUID
 
 from aiohttp import web
 
+from argus_shared import db
 from argus_shared.access import PRINCIPAL, Principal
 from argus_shared.errors import Problem
 from argus_shared.outbox import Ctx
 from argus_shared.request import CLIENT_IP, REQUEST_ID
+from argus_shared.web import POOL_KEY
 from argus_tenant_api import queries
 from argus_tenant_api.roles import RoleCache
 
@@ -73,6 +75,23 @@ async def authorise(request: web.Request, conn: queries.Conn, roles: tuple[str, 
     if role not in roles:
         raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
     return Scope(org_id, principal, role)
+
+
+async def authorise_read(request: web.Request, roles: tuple[str, ...]) -> Scope:
+    """`authorise` for a read that scopes its own transaction (a `scoped_*` function, one round
+    trip): a cached role needs no database; a miss or an API key is checked in a tenant
+    transaction of its own."""
+    principal = request[PRINCIPAL]
+    if principal.kind != "api_key":
+        org_id = uuid_param(request, "org_id")
+        role = request.app[ROLES_KEY].get(org_id, UUID(principal.id))
+        if role is not None:
+            if role not in roles:
+                raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
+            return Scope(org_id, principal, role)
+    async with db.tenant_tx(request.app[POOL_KEY], uuid_param(request, "org_id"),
+                            principal.id) as conn:
+        return await authorise(request, conn, roles)
 
 
 def org_of_path(request: web.Request) -> UUID:
