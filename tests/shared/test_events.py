@@ -15,10 +15,11 @@ from typing import Any
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from argus_shared import events, xut
-from argus_shared.consumer import Received
+from argus_shared.consumer import Received, published_at
 from argus_shared.embedded import EmbeddedNats, free_port
 from argus_shared.nats import CONNECT_TIMEOUT, NatsUnavailable, connect, ensure_stream
 from argus_shared.settings import KeyRing, Settings, format_keyring
@@ -218,6 +219,29 @@ async def test_consumer_delivers_verified_events_with_their_claims(
         assert (item.claims.sub, item.claims.org, item.claims.role) == (
             "user:u-1", event.org_id, "admin")
         assert item.claims.aud == events.EVENTS_AUDIENCE and item.claims.iss == SERVICE
+
+
+async def test_the_time_a_message_was_stored_is_read_as_nats_py_reads_it(
+    js: JetStreamContext, keys: KeyRing
+) -> None:
+    """Token expiry is judged at the time the stream stored a message; the consumer reads it
+    from the ack subject itself, and must agree with nats-py's own metadata, also for the v2
+    subject form (with domain and account)."""
+    kind = unique_type()
+    await publish_as_relay(js, keys, SERVICE, make_event(kind), {"sub": "user:u-1"})
+    seen = Collected()
+    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+                                handler=seen):
+        assert await eventually(lambda: len(seen.items) >= 1)
+    msg = seen.items[0].msg
+    # (nats-py's datetime keeps microseconds; the ack subject has nanoseconds)
+    assert published_at(msg) == pytest.approx(msg.metadata.timestamp.timestamp(), abs=1e-6)
+    assert abs(published_at(msg) - time.time()) < 60
+    v1 = msg.reply.split(".")
+    v2 = Msg(msg._client, subject=msg.subject, data=msg.data,
+             reply=".".join([*v1[:2], "hub", "ACCHASH", *v1[2:], "token"]))
+    assert published_at(v2) == published_at(msg)
+    assert published_at(v2) == pytest.approx(v2.metadata.timestamp.timestamp(), abs=1e-6)
 
 
 async def test_messages_are_acked_only_after_the_handler_returns(

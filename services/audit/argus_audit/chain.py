@@ -19,6 +19,9 @@ from argus_shared.settings import KeyRing
 
 GENESIS = bytes(32)
 PLATFORM = UUID(int=0)  # the chain of events that belong to no org
+# built once (json.dumps with options builds an encoder per call); these options are the chain's
+# byte format: changing them would break every stored link
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
@@ -34,8 +37,7 @@ def canonical(row: Mapping[str, Any]) -> bytes:
         "ip": row["ip"], "user_agent": row["user_agent"], "request_id": row["request_id"],
         "data": row["data"],
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return _CANONICAL.encode(document).encode()
 
 
 def link(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
