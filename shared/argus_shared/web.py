@@ -131,7 +131,7 @@ async def context_middleware(request: web.Request, handler: Any) -> web.StreamRe
     finally:
         elapsed = time.perf_counter() - started
         request.app[METRICS_KEY].observe(request.method, template_of(request), status, elapsed)
-        if request.path not in PROBES:
+        if request.path not in PROBES and access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 "request",
                 extra={
