@@ -342,3 +342,43 @@ async def test_a_slow_endpoint_does_not_hold_up_other_deliveries(webhooks: Webho
         assert time.monotonic() - started < 3, "the fast endpoint waited for the slow one"
     finally:
         await slow_server.close()
+
+
+async def test_successes_settle_only_deliveries_still_in_flight(webhooks: Webhooks,
+                                                                admin: Any) -> None:
+    """Workers record successes in groups; one whose delivery was meanwhile deleted (its endpoint
+    removed), settled by another worker, or never leased must neither fail the group nor change
+    that delivery."""
+    from datetime import UTC, datetime
+
+    from argus_webhooks import queries
+
+    _owner, org, _token, created, _ = await endpoint(webhooks)
+    org_id, endpoint_id = uuid.UUID(org), uuid.UUID(created["id"])
+    await admin.execute("update webhooks.endpoints set failing_since = now() where id = $1",
+                        endpoint_id)
+    ids = {name: uuid.uuid4() for name in ("leased", "deleted", "settled", "pending")}
+    for name, status in (("leased", "in_flight"), ("deleted", "in_flight"),
+                         ("settled", "succeeded"), ("pending", "pending")):
+        await admin.execute(
+            "insert into webhooks.deliveries (org_id, id, endpoint_id, event_id, event_type,"
+            " payload, status, attempts, lease_until, next_attempt_at) values ($1, $2, $3,"
+            " gen_random_uuid(), 'x.y', '\\x7b7d', $4, 1, now() + interval '1 hour',"
+            " now() + interval '1 hour')", org_id, ids[name], endpoint_id, status)
+    await admin.execute("delete from webhooks.deliveries where id = $1", ids["deleted"])
+    now = datetime.now(UTC)
+    attempts = [{"org_id": org_id, "delivery_id": ids[name], "n": 1, "started_at": now,
+                 "status_code": 200, "latency_ms": 3, "response_body": "ok"} for name in ids]
+    async with webhooks.pool.acquire() as conn:
+        await queries.succeeded(conn, attempts)
+    rows = await admin.fetch(
+        "select id, status, delivered_at is not null as delivered,"
+        " (select count(*) from webhooks.attempts a where a.delivery_id = d.id) as logged"
+        " from webhooks.deliveries d where endpoint_id = $1 and id = any($2::uuid[])",
+        endpoint_id, list(ids.values()))
+    found = {r["id"]: (r["status"], r["delivered"], r["logged"]) for r in rows}
+    assert found == {ids["leased"]: ("succeeded", True, 1),
+                     ids["settled"]: ("succeeded", False, 0),
+                     ids["pending"]: ("pending", False, 0)}
+    assert await admin.fetchval("select failing_since from webhooks.endpoints where id = $1",
+                                endpoint_id) is None
