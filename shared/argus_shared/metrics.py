@@ -6,7 +6,8 @@ register their own metrics on `app[METRICS_KEY].registry`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -25,6 +26,8 @@ class Metrics:
     registry: CollectorRegistry
     requests: Counter
     duration: Histogram
+    # label children by (method, route, status): the label look-up is a lock and a dict each
+    _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, service: str) -> Metrics:
@@ -42,9 +45,13 @@ class Metrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        labels = (method, route, str(status))
-        self.requests.labels(*labels).inc()
-        self.duration.labels(*labels).observe(seconds)
+        children = self._children.get((method, route, status))
+        if children is None:
+            labels = (method, route, str(status))
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(*labels), self.duration.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
