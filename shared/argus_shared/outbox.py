@@ -212,8 +212,11 @@ class Relay:
         """Publish one batch of pending events; returns how many were sent."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = sorted(await conn.fetch(CLAIM, BATCH), key=lambda row: row["seq"])
-            for row in rows:
-                await self._publish(row)
+            # published together: the PUBs leave in seq order on the one connection (so the
+            # stream stores them in that order) and the acks are awaited as a group; if any
+            # fails, the marks roll back and the batch is sent again (duplicates are dropped
+            # by the stream's Nats-Msg-Id window)
+            await asyncio.gather(*(self._publish(row) for row in rows))
         self.published += len(rows)
         return len(rows)
 

@@ -113,6 +113,20 @@ async def test_a_committed_event_is_published_signed_and_marked_sent(
     assert sent is not None and sent["sent_at"] is not None
 
 
+async def test_a_batch_reaches_the_stream_in_the_order_it_was_emitted(
+    pool: asyncpg.Pool, js: JetStreamContext, relay: Relay
+) -> None:
+    """Events emitted one after another (separate commits) are published as one batch, and the
+    stream stores them in the order they were emitted."""
+    kind = unique_type()
+    sent = [make_event(kind) for _ in range(60)]
+    for event in sent:
+        await emit_all(pool, SERVICE, [event])
+    assert await relay.relay_once() >= len(sent)
+    messages = await stream_messages(js, events.subject_for(SERVICE, kind), expect=len(sent))
+    assert [m.headers["Nats-Msg-Id"] for m in messages if m.headers] == [e.id for e in sent]
+
+
 async def test_the_relay_is_woken_by_notify_rather_than_its_poll(
     pool: asyncpg.Pool, js: JetStreamContext, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
