@@ -12,7 +12,6 @@ and NATS; objects go to the local filesystem backend.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tenant_list import FAST, setup_data
 
 from argus_shared.embedded import free_port
+from argus_shared.runner import run_loop
 from support.infra import start_infra
 from support.processes import PYTHON, Proc, service_command, wait_ready
 
@@ -159,4 +159,4 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-mib", type=int, default=1024)
     args = parser.parse_args()
-    asyncio.run(main(args.mib, args.rounds, args.big_mib))
+    run_loop(main(args.mib, args.rounds, args.big_mib))  # the services' loop
