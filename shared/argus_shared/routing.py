@@ -3,6 +3,7 @@ metrics route labels, authentication and the cross-service isolation suite."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,25 +44,19 @@ class Route:
 ROUTE_KEY = "argus_route"
 
 
+# our Route for each aiohttp route object (handlers are added as they are, with no wrapper
+# coroutine per request); weak, so apps that are gone take their entries with them
+_ROUTES: weakref.WeakKeyDictionary[Any, Route] = weakref.WeakKeyDictionary()
+
+
 def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
     for route in routes:
         resource = app.router.add_resource(route.path)
-        resource.add_route(route.method, _tagged(route))
-
-
-def _tagged(route: Route) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await route.handler(request)
-
-    handler.__name__ = getattr(route.handler, "__name__", "handler")
-    handler.argus_route = route  # type: ignore[attr-defined]
-    return handler
+        _ROUTES[resource.add_route(route.method, route.handler)] = route
 
 
 def route_of(request: web.Request) -> Route | None:
-    match = request.match_info
-    handler = getattr(match, "handler", None)
-    return getattr(handler, "argus_route", None)
+    return _ROUTES.get(getattr(request.match_info, "route", None))
 
 
 def template_of(request: web.Request) -> str:

@@ -9,6 +9,7 @@ dependencies answer), `/metrics` and `/openapi.json`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
@@ -93,6 +94,11 @@ def client_ip(request: web.Request, trusted: Sequence[Any]) -> str:
 
 
 def _in(address: str, networks: Sequence[Any]) -> bool:
+    return _in_networks(address, tuple(networks))
+
+
+@functools.lru_cache(maxsize=4096)  # peers and proxy hops repeat; parsing each is not free
+def _in_networks(address: str, networks: tuple[Any, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
