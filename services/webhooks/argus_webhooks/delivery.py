@@ -26,7 +26,8 @@ from argus_webhooks.config import WebhooksConfig
 log = logging.getLogger("argus.webhooks.delivery")
 SERVICE = "webhooks"
 RESPONSE_EXCERPT = 1000
-CLAIM_FACTOR = 4  # deliveries leased at a time, per concurrent worker
+CLAIM_FACTOR = 8  # deliveries leased at a time, per concurrent worker (a deep queue: the
+# workers never wait for the next claim)
 BATCH_FACTOR = 2  # claims and recorded successes come in groups of this many per worker
 # a checked target is reused this long (aiohttp's own DNS cache keeps 10 s); the connection
 # still goes only to the addresses that were checked
@@ -79,6 +80,9 @@ class Deliverer:
         self.pool, self.master, self.config, self.metrics = pool, master, config, metrics
         self._stopping = False
         self._active = 0  # deliveries being attempted right now
+        self._leased = 0  # claimed and not yet attempted to the end
+        self._freed = asyncio.Event()
+        self._recording: set[asyncio.Task[None]] = set()
         # one keep-alive session per checked (host, port, addresses): connections are reused,
         # and a host whose addresses change gets a new session after a new check
         self._sessions: dict[tuple[str, tuple[str, ...]], aiohttp.ClientSession] = {}
@@ -109,15 +113,30 @@ class Deliverer:
         return session
 
     async def run(self) -> None:
-        """Claim, deliver, claim more as slots free up (no round waits for its slowest
-        delivery); at most `CLAIM_FACTOR * workers` deliveries are leased at a time."""
-        slots = asyncio.Semaphore(self.config.workers)
+        """Claim into a queue that `workers` long-lived workers drain; claim more as they free
+        up (no round waits for its slowest delivery). At most `CLAIM_FACTOR * workers`
+        deliveries are leased at a time; on stop, every leased one is still attempted."""
+        queue: asyncio.Queue[asyncpg.Record] = asyncio.Queue()
         successes: list[dict[str, Any]] = []
-        running: set[asyncio.Task[None]] = set()
+        workers = [asyncio.create_task(self._work(queue, successes))
+                   for _ in range(self.config.workers)]
+        try:
+            await self._claim_into(queue, successes)
+            await queue.join()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*self._recording)
+        await self._record_successes(self._take(successes))
+
+    async def _claim_into(self, queue: asyncio.Queue[asyncpg.Record],
+                          successes: list[dict[str, Any]]) -> None:
         while not self._stopping:
-            room = CLAIM_FACTOR * self.config.workers - len(running)
+            room = CLAIM_FACTOR * self.config.workers - self._leased
             if room < BATCH_FACTOR * self.config.workers:  # enough queued: wait for some to end
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                self._freed.clear()
+                await self._freed.wait()
                 continue
             try:
                 async with self.pool.acquire() as conn:
@@ -130,12 +149,9 @@ class Deliverer:
                 await self._record_successes(self._take(successes))
                 await asyncio.sleep(self.config.poll_seconds)
                 continue
+            self._leased += len(rows)
             for row in rows:
-                task = asyncio.create_task(self._bounded(slots, row, successes))
-                running.add(task)
-                task.add_done_callback(running.discard)
-        await asyncio.gather(*running, return_exceptions=True)
-        await self._record_successes(self._take(successes))
+                queue.put_nowait(row)
 
     @staticmethod
     def _take(successes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,17 +159,26 @@ class Deliverer:
         successes.clear()
         return taken
 
-    async def _bounded(self, slots: asyncio.Semaphore, row: asyncpg.Record,
-                       successes: list[dict[str, Any]]) -> None:
-        async with slots:
+    async def _work(self, queue: asyncio.Queue[asyncpg.Record],
+                    successes: list[dict[str, Any]]) -> None:
+        while True:
+            row = await queue.get()
             self._active += 1
             try:
                 await self.deliver(row, successes)
+            except Exception:  # the lease runs out and the delivery is attempted again
+                log.exception("delivery attempt failed", extra={"delivery": str(row["id"])})
             finally:
                 self._active -= 1
-        # in groups under load, at once when nothing else is in flight (a trickle of events)
-        if len(successes) >= BATCH_FACTOR * self.config.workers or self._active == 0:
-            await self._record_successes(self._take(successes))
+                self._leased -= 1
+                self._freed.set()
+                queue.task_done()
+            # in groups under load, at once when nothing else is in flight (a trickle of events);
+            # recorded beside the workers, which go on delivering meanwhile
+            if len(successes) >= BATCH_FACTOR * self.config.workers or self._active == 0:
+                recording = asyncio.create_task(self._record_successes(self._take(successes)))
+                self._recording.add(recording)
+                recording.add_done_callback(self._recording.discard)
 
     async def _record_successes(self, successes: list[dict[str, Any]]) -> None:
         """Successful attempts, in one statement. If this fails the leases run out and the
