@@ -29,9 +29,10 @@ RESPONSE_EXCERPT = 1000
 CLAIM_FACTOR = 8  # deliveries leased at a time, per concurrent worker (a deep queue: the
 # workers never wait for the next claim)
 BATCH_FACTOR = 2  # claims and recorded successes come in groups of this many per worker
-# a checked target is reused this long (aiohttp's own DNS cache keeps 10 s); the connection
-# still goes only to the addresses that were checked
-TARGET_TTL = 10.0
+# a passed SSRF check and an unsealed secret are reused this long (aiohttp's own DNS cache keeps
+# 10 s); connections still go only to the addresses that were checked, and a deleted endpoint's
+# secret does not stay in memory for longer
+CACHE_SECONDS = 10.0
 CACHE_LIMIT = 4096
 
 
@@ -68,10 +69,21 @@ def retry_after_of(response_headers: Any) -> int | None:
     return None
 
 
-def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
+class _Recent:
+    """A small map whose entries are forgotten after `CACHE_SECONDS` (and all at once when it
+    holds `CACHE_LIMIT`)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._entries) >= CACHE_LIMIT:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + CACHE_SECONDS, value)
 
 
 class Deliverer:
@@ -86,8 +98,8 @@ class Deliverer:
         # one keep-alive session per checked (host, port, addresses): connections are reused,
         # and a host whose addresses change gets a new session after a new check
         self._sessions: dict[tuple[str, tuple[str, ...]], aiohttp.ClientSession] = {}
-        self._targets: dict[str, tuple[float, str, list[str]]] = {}
-        self._unsealed: dict[tuple[bytes, bytes], str] = {}
+        self._targets = _Recent()  # url -> (host, checked addresses)
+        self._unsealed = _Recent()  # (sealed, context) -> secret
 
     def stop(self) -> None:
         self._stopping = True
@@ -219,22 +231,21 @@ class Deliverer:
         return [self._unseal(sealed, context) for sealed in row["secrets"]]
 
     def _unseal(self, sealed: bytes, context: bytes) -> str:
-        secret = self._unsealed.get((sealed, context))
+        secret: str | None = self._unsealed.get((sealed, context))
         if secret is None:
             secret = crypto.open_sealed(self.master, sealed, context).decode()
-            _bounded_put(self._unsealed, (sealed, context), secret)
+            self._unsealed.put((sealed, context), secret)
         return secret
 
     async def _target(self, url: str) -> tuple[str, list[str]]:
         """Host and checked addresses for `url` (Refused if not allowed); a passed check is
-        reused for `TARGET_TTL` seconds, a refusal is checked again next time."""
-        now = time.monotonic()
-        cached = self._targets.get(url)
-        if cached is not None and cached[0] > now:
-            return cached[1], cached[2]
+        reused for `CACHE_SECONDS`, a refusal is checked again next time."""
+        cached: tuple[str, list[str]] | None = self._targets.get(url)
+        if cached is not None:
+            return cached
         host, port = ssrf.check_url(url, self.config.https_only)
         addresses = await ssrf.resolve_checked(host, port, self.config.allow_nets)
-        _bounded_put(self._targets, url, (now + TARGET_TTL, host, addresses))
+        self._targets.put(url, (host, addresses))
         return host, addresses
 
     async def _post(self, row: asyncpg.Record, secrets: list[str], host: str,
