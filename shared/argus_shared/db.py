@@ -17,8 +17,6 @@ SESSION_SETTINGS = {
     "lock_timeout": "5s",
     "idle_in_transaction_session_timeout": "30s",
 }
-_json_encode = msgspec.json.Encoder().encode
-
 
 
 def connect_kwargs(database_url: str, user: str, password: str) -> dict[str, object]:
@@ -31,6 +29,9 @@ def connect_kwargs(database_url: str, user: str, password: str) -> dict[str, obj
         "user": user,
         "password": password,
     }
+
+
+_json_encode = msgspec.json.Encoder().encode
 
 
 def _json_text(value: Any) -> str:

@@ -41,9 +41,6 @@ class Route:
         return "{" in self.path
 
 
-ROUTE_KEY = "argus_route"
-
-
 # our Route for each aiohttp route object (handlers are added as they are, with no wrapper
 # coroutine per request); weak, so apps that are gone take their entries with them
 _ROUTES: weakref.WeakKeyDictionary[Any, Route] = weakref.WeakKeyDictionary()
@@ -56,7 +53,8 @@ def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
 
 
 def route_of(request: web.Request) -> Route | None:
-    return _ROUTES.get(getattr(request.match_info, "route", None))
+    route = getattr(request.match_info, "route", None)
+    return None if route is None else _ROUTES.get(route)
 
 
 def template_of(request: web.Request) -> str:
