@@ -4,7 +4,7 @@ the same run; the bare COPY rate into the same table beside it; end-to-end lag p
 offered rate.
 
     .venv/bin/python bench/audit_ingest.py [--events 20000] [--rounds 3] [--rate 5000]
-        [--seconds 5]
+        [--seconds 5] [--orgs 10]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from argus_shared.nats import connect, ensure_stream
 from argus_shared.runner import run_loop
 from support.infra import start_infra
 
-ORGS = [uuid.uuid4() for _ in range(10)]
+ORGS: list[uuid.UUID] = []  # the orgs events are spread over (--orgs)
 
 
 def message(keys: xut.KeyRing, index: int, subject_type: str) -> tuple[bytes, dict[str, str]]:
@@ -120,7 +120,8 @@ async def lag_p99(js, pool, keys, owner, rate: float, seconds: float) -> float:
     return statistics.quantiles([float(r["lag"]) for r in lags], n=100)[98]
 
 
-async def main(count: int, rate: float, seconds: float, rounds: int) -> None:
+async def main(count: int, rate: float, seconds: float, rounds: int, orgs: int) -> None:
+    ORGS.extend(uuid.uuid4() for _ in range(orgs))
     infra = start_infra(Path(tempfile.mkdtemp(prefix="argus-bench-")))
     try:
         url = await infra.create_database(("audit",))
@@ -159,5 +160,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=5000)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--orgs", type=int, default=10)
     args = parser.parse_args()
-    run_loop(main(args.events, args.rate, args.seconds, args.rounds))
+    run_loop(main(args.events, args.rate, args.seconds, args.rounds, args.orgs))

@@ -15,6 +15,7 @@ EVENTS_AUDIENCE = "argus.events"
 USER_AGENT_MAX = 500
 # an event type becomes the tail of a NATS subject: dot-separated tokens, no wildcards or spaces
 EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class Actor(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +77,13 @@ def check_type(event_type: str) -> None:
         raise ValueError(f"event type {event_type[:100]!r} is not dot-separated words")
 
 
+def canonical_uuid(text: str) -> str:
+    """`text` as `str(UUID(text))`; raises `ValueError` if it is no UUID."""
+    if _CANONICAL_UUID.fullmatch(text):  # what every producer of ours writes: no parse needed
+        return text
+    return str(uuid.UUID(text))
+
+
 def subject_for(service: str, event_type: str) -> str:
     return f"{SUBJECT_PREFIX}.{service}.{event_type}"
 
@@ -85,11 +93,13 @@ def encode(event: Event) -> bytes:
 
 
 def decode(raw: bytes) -> Event:
-    """Raises `msgspec.DecodeError`/`ValidationError` for a malformed envelope."""
+    """Raises `msgspec.DecodeError`/`ValidationError` for a malformed envelope (`ValueError` for
+    a bad id or time). Ids come out in the canonical form (`str(UUID)`), however they were
+    written, so every consumer compares and stores one spelling."""
     event = _decoder.decode(raw)
-    uuid.UUID(event.id)
+    event.id = canonical_uuid(event.id)
     if event.org_id is not None:
-        uuid.UUID(event.org_id)
+        event.org_id = canonical_uuid(event.org_id)
     if datetime.fromisoformat(event.occurred_at).tzinfo is None:
         raise ValueError("occurred_at has no time zone")
     return event

@@ -75,7 +75,7 @@ def body_hash(body: bytes) -> str:
 
 
 def _mac(key: bytes, signing_input: str) -> bytes:
-    return hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, signing_input.encode(), "sha256")
 
 
 def sign(

@@ -8,12 +8,14 @@ import hashlib
 import itertools
 import json
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 
-from argus_audit import chain
+from argus_audit import chain, ingest, queries
 from argus_audit.maintenance import checkpoint_heads, prune
 from argus_shared import events, xut
 from argus_shared.db import connect
@@ -172,14 +174,20 @@ async def test_forged_messages_are_quarantined_with_their_reason(
     await nc.jetstream().publish("argus.events.tenant-api.org.updated", body,
                                  headers={xut.HEADER: token})
     await nc.close()
+    reason = await quarantine_reason(admin, marker)
+    assert reason is not None and reason.startswith("token_")
+
+
+async def quarantine_reason(admin: asyncpg.Connection, marker: str) -> str | None:
+    """Why the message carrying `marker` was quarantined (waiting up to 10 s for it)."""
     for _ in range(100):
-        row = await admin.fetchrow("select reason from audit.quarantine"
-                                   " where position($1::bytea in payload) > 0",
-                                   marker.encode())
-        if row:
-            break
+        reason = await admin.fetchval("select reason from audit.quarantine"
+                                      " where position($1::bytea in payload) > 0",
+                                      marker.encode())
+        if reason is not None:
+            return reason
         await asyncio.sleep(0.1)
-    assert row is not None and row["reason"].startswith("token_")
+    return None
 
 
 async def test_an_event_delivered_twice_is_stored_once(suite: Suite, audit: Audit,
@@ -202,6 +210,113 @@ async def test_an_event_delivered_twice_is_stored_once(suite: Suite, audit: Audi
     await asyncio.sleep(1)  # time for the second copy to be consumed
     found = await audit.events_until(org, token, lambda evs: True)
     assert [e["event_id"] for e in found].count(event.id) == 1
+
+
+async def publish_signed(audit: Audit, infra: Infra, event: events.Event, sub: str,
+                         org: str, msg_id: str | None = None) -> None:
+    body = events.encode(event)
+    header = xut.sign(audit.settings.xut_keys, xut.Identity(sub=sub, org=org),
+                      issuer="tenant-api", audience=events.EVENTS_AUDIENCE, body=body)
+    nc = await nats_connect(infra.nats_url, "publisher")
+    await nc.jetstream().publish(f"argus.events.tenant-api.{event.type}", body,
+                                 headers={xut.HEADER: header, "Nats-Msg-Id": msg_id or event.id})
+    await nc.close()
+
+
+async def test_awkward_data_is_stored_as_hashed_and_verifies(
+    suite: Suite, audit: Audit, infra: Infra, admin: asyncpg.Connection
+) -> None:
+    # numbers jsonb would rewrite, a NUL it would refuse, ids spelled in capitals
+    owner, org, token = await org_with_log(suite, audit)
+    data = {"big": 1e16, "negative_zero": -0.0, "tiny": 5e-324, "huge_int": 2**70,
+            "nul": "a\u0000b", "line": "\u2028☃", "nested": {"b": [1.50, None], "a": True}}
+    event = events.new_event("project.tagged", actor=events.Actor("user", owner.id),
+                             resource=events.Resource("project", "p"), org_id=org, data=data)
+    event.id, event.org_id = event.id.upper(), org.upper()
+    await publish_signed(audit, infra, event, f"user:{owner.id}", org.upper())
+    # a NUL where a text column has to hold it: refused with a reason, not retried for ever
+    unstorable = events.new_event("project.tagged", actor=events.Actor("user", "a\u0000b"),
+                                  resource=events.Resource("project", "p"), org_id=org)
+    await publish_signed(audit, infra, unstorable, f"user:{owner.id}", org)
+    found = await audit.events_until(org, token, lambda evs: any(
+        e["type"] == "project.tagged" for e in evs))
+    stored = next(e for e in found if e["type"] == "project.tagged")
+    assert stored["event_id"] == event.id.lower()
+    assert stored["data"] == data and str(stored["data"]["negative_zero"]) == "-0.0"
+    status, result = await audit.get(f"/orgs/{org}/audit/verify", token)
+    assert status == 200 and result["ok"] is True, result
+    reason = await quarantine_reason(admin, unstorable.id)
+    assert reason == "unstorable: NUL character in a text field"
+    _, result = await audit.get(f"/orgs/{org}/audit/verify", token)
+    assert result["ok"] is True and unstorable.id not in str(await audit.events_until(
+        org, token, lambda evs: True))
+
+
+async def test_an_event_id_stored_in_another_org_is_refused_not_dropped(
+    suite: Suite, audit: Audit, infra: Infra, admin: asyncpg.Connection
+) -> None:
+    owner, org, _ = await org_with_log(suite, audit)
+    other = str(uuid.uuid4())
+    first = events.new_event("project.tagged", actor=events.Actor("user", owner.id),
+                             resource=events.Resource("project", "p"), org_id=other)
+    await publish_signed(audit, infra, first, "system:x", other)
+    copy = events.Event(**{**msgspec.structs.asdict(first), "org_id": org})
+    await publish_signed(audit, infra, copy, f"user:{owner.id}", org, msg_id="copy")
+    assert await quarantine_reason(admin, f'"org_id":"{org}"') == \
+        "duplicate_id: stored in another org's chain"
+    stored = await admin.fetch("select org_id from audit.audit_events where event_id = $1",
+                               uuid.UUID(first.id))
+    assert [str(row["org_id"]) for row in stored] == [other]
+
+
+async def test_the_database_refuses_rows_that_do_not_continue_their_chain(
+    audit: Audit, admin: asyncpg.Connection
+) -> None:
+    """The runtime role's append path holds the linking rule itself: the next seq, and the
+    previous link's hash."""
+    org = str(uuid.uuid4())
+
+    async def append(seq_step: int, prev: bytes | None) -> None:
+        event = events.new_event("project.tagged", actor=events.Actor("user", "u"),
+                                 resource=events.Resource("project", "p"), org_id=org)
+        async with audit.pool.acquire() as conn, conn.transaction():
+            (head,) = await queries.lock_chains(conn, [org], [event.id])
+            row = ingest.row_of(event, org, head["seq"] + seq_step,
+                                 datetime.now(UTC).isoformat())
+            prev = bytes(head["hash"]) if prev is None else prev
+            row["prev_hash"] = queries.bytea_text(prev)
+            row["hash"] = queries.bytea_text(chain.link(prev, row))
+            row["data"] = queries.json_text(event.data)
+            await queries.append(conn, [org], [row])
+
+    for seq_step, prev in ((2, None), (1, b"\x01" * 32), (0, None)):
+        with pytest.raises(asyncpg.CheckViolationError, match="do not continue their chain"):
+            await append(seq_step, prev)
+    assert await admin.fetchval("select count(*) from audit.audit_events where org_id = $1",
+                                uuid.UUID(org)) == 0
+    await append(1, None)
+    await append(1, None)
+    assert await admin.fetchval("select max(seq) from audit.audit_events where org_id = $1",
+                                uuid.UUID(org)) == 2
+
+
+def test_the_canonical_form_is_sorted_compact_json() -> None:
+    """The documented format a SIEM rebuilds: json.dumps(sort_keys, compact, ensure_ascii off)
+    of the stored values, whichever way the row was read."""
+    tricky = ['x"\\\n\x00é', "\u2028", "☃", "", "\x7f"]
+    for text in tricky:
+        row = {"event_id": uuid.uuid4(), "org_id": str(uuid.uuid4()), "seq": 7,
+               "type": "a.b", "actor_type": "user", "actor_id": text,
+               "resource_type": text, "resource_id": "1", "ip": None, "user_agent": text,
+               "request_id": None,
+               "occurred_at": datetime(2026, 5, 1, 12, tzinfo=timezone(timedelta(hours=3))),
+               "data": {"z": 1e16, text: [-0.0, None, True, {"b": 2**70, "a": text}]}}
+        document = {"event_id": str(row["event_id"]), "org_id": row["org_id"], "seq": 7,
+                    "type": "a.b", "occurred_at": "2026-05-01T09:00:00.000000+00:00",
+                    "actor": ["user", text], "resource": [text, "1"], "ip": None,
+                    "user_agent": text, "request_id": None, "data": row["data"]}
+        assert chain.canonical(row) == json.dumps(
+            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 async def test_retention_removes_old_events_and_verification_still_holds(

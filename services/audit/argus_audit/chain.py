@@ -19,25 +19,46 @@ from argus_shared.settings import KeyRing
 
 GENESIS = bytes(32)
 PLATFORM = UUID(int=0)  # the chain of events that belong to no org
-# built once (json.dumps with options builds an encoder per call); these options are the chain's
-# byte format: changing them would break every stored link
+# the chain's byte format is json.dumps(document, sort_keys=True, separators=(",", ":"),
+# ensure_ascii=False): changing it would break every stored link. The document's own keys are
+# fixed, so it is written out in sorted order by hand; only `data` goes through the encoder
+# (built once: json.dumps with options builds a new encoder per call)
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_string = json.encoder.encode_basestring  # what that encoder writes for a str
+# the C encoder behind json.dumps, made once (JSONEncoder.encode makes one per call); no cycle
+# check, as `data` comes from decoded JSON
+_make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+_data_chunks = _make and _make(None, _CANONICAL.default, _string, None, ":", ",", True, False,
+                               True)
+
+
+def _data(value: Any) -> str:
+    return "".join(_data_chunks(value, 0)) if _data_chunks else _CANONICAL.encode(value)
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _string(value)
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
     """Stable bytes for one event, from the values as stored."""
     occurred = row["occurred_at"]
     if isinstance(occurred, datetime):
-        occurred = occurred.astimezone(UTC).isoformat(timespec="microseconds")
-    document = {
-        "event_id": str(row["event_id"]), "org_id": str(row["org_id"]), "seq": row["seq"],
-        "type": row["type"], "occurred_at": occurred,
-        "actor": [row["actor_type"], row["actor_id"]],
-        "resource": [row["resource_type"], row["resource_id"]],
-        "ip": row["ip"], "user_agent": row["user_agent"], "request_id": row["request_id"],
-        "data": row["data"],
-    }
-    return _CANONICAL.encode(document).encode()
+        occurred = utc_text(occurred)
+    return (
+        f'{{"actor":[{_text(row["actor_type"])},{_text(row["actor_id"])}],'
+        f'"data":{_data(row["data"])},"event_id":{_text(str(row["event_id"]))},'
+        f'"ip":{_text(row["ip"])},"occurred_at":{_text(occurred)},'
+        f'"org_id":{_text(str(row["org_id"]))},"request_id":{_text(row["request_id"])},'
+        f'"resource":[{_text(row["resource_type"])},{_text(row["resource_id"])}],'
+        f'"seq":{int(row["seq"])},"type":{_text(row["type"])},'
+        f'"user_agent":{_text(row["user_agent"])}}}'
+    ).encode()
+
+
+def utc_text(moment: datetime) -> str:
+    """A time as the chain writes it: UTC, microseconds (what a timestamptz column keeps)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def link(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
