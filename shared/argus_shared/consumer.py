@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import MsgAlreadyAckdError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from argus_shared import events, xut
+from argus_shared.pull import PullBatches
 from argus_shared.settings import KeyRing
 
 log = logging.getLogger("argus.consumer")
@@ -100,22 +101,30 @@ class Consumer:
         self.js, self.keys, self.durable, self.handler = js, keys, durable, handler
         self.subject, self.batch, self.ack_wait = subject, batch, ack_wait
         self._task: asyncio.Task[None] | None = None
+        self._pull: PullBatches | None = None
         self.handled = 0
         self._stopping = False
 
     async def start(self) -> None:
-        self._sub = await self.js.pull_subscribe(
-            self.subject,
-            durable=self.durable,
-            stream=events.STREAM,
-            config=ConsumerConfig(
+        await self._ensure_durable()
+        # nats-py keeps its client on the JetStream context, without a public accessor
+        self._pull = PullBatches(self.js._nc, events.STREAM, self.durable)
+        await self._pull.start()
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
+
+    async def _ensure_durable(self) -> None:
+        try:
+            await self.js.consumer_info(events.STREAM, self.durable)
+        except NotFoundError:
+            await self.js.add_consumer(events.STREAM, ConsumerConfig(
+                name=self.durable,
+                durable_name=self.durable,
+                filter_subject=self.subject,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self.ack_wait,
                 max_ack_pending=10_000,
-            ),
-        )
-        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
+            ))
 
     async def stop(self) -> None:
         self._stopping = True  # a cancellation swallowed inside nats-py still ends the loop
@@ -123,8 +132,8 @@ class Consumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
-            await self._sub.unsubscribe()
+        if self._pull is not None:
+            await self._pull.stop()
 
     async def _run(self) -> None:
         # the next batch is fetched while this one is handled, so the broker and the database
@@ -148,9 +157,8 @@ class Consumer:
 
     async def _fetch(self) -> list[Msg]:
         try:
-            return await self._sub.fetch(self.batch, timeout=1.0)
-        except (NatsTimeout, TimeoutError):
-            return []
+            assert self._pull is not None
+            return await self._pull.fetch(self.batch, linger=1.0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -17,11 +17,13 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from argus_shared import events, xut
 from argus_shared.consumer import Received, published_at
 from argus_shared.embedded import EmbeddedNats, free_port
 from argus_shared.nats import CONNECT_TIMEOUT, NatsUnavailable, connect, ensure_stream
+from argus_shared.pull import PullBatches
 from argus_shared.settings import KeyRing, Settings, format_keyring
 from support.events import (
     eventually,
@@ -123,6 +125,14 @@ def test_decode_accepts_a_well_formed_envelope() -> None:
 def test_decode_refuses_a_malformed_envelope(changes: dict[str, Any], why: str) -> None:
     with pytest.raises((msgspec.ValidationError, msgspec.DecodeError, ValueError)):
         events.decode(envelope(**changes))
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda u: "{" + u + "}",
+                                      lambda u: u.replace("-", ""), lambda u: f"urn:uuid:{u}"])
+def test_decode_writes_ids_in_one_canonical_form(spelling: Callable[[str], str]) -> None:
+    event_id, org_id = str(uuid.uuid4()), str(uuid.uuid4())
+    event = events.decode(envelope(id=spelling(event_id), org_id=spelling(org_id)))
+    assert (event.id, event.org_id) == (event_id, org_id)
 
 
 def test_decode_refuses_what_is_not_json() -> None:
@@ -425,3 +435,48 @@ async def test_the_connection_comes_back_after_nats_restarts(tmp_path: Path) -> 
     finally:
         await client.close()
         server.stop()
+
+
+# --- the pull loop ------------------------------------------------------------------------------
+
+
+async def pull_of(js: JetStreamContext, nc: Client, subject: str) -> PullBatches:
+    durable = f"pull-{uuid.uuid4().hex[:8]}"
+    await js.add_consumer(events.STREAM, ConsumerConfig(
+        durable_name=durable, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT))
+    pull = PullBatches(nc, events.STREAM, durable)
+    await pull.start()
+    return pull
+
+
+async def test_a_pull_returns_what_waits_at_once_and_lingers_only_for_an_empty_stream(
+    js: JetStreamContext, nc: Client
+) -> None:
+    subject = f"{events.SUBJECT_PREFIX}.pull.t{uuid.uuid4().hex[:8]}"
+    for n in range(3):
+        await js.publish(subject, str(n).encode())
+    pull = await pull_of(js, nc, subject)
+    # a linger of 30 s would outlast the 10 s allowed here: waiting messages come at once
+    first = await asyncio.wait_for(pull.fetch(2, linger=30), 10)
+    rest = await asyncio.wait_for(pull.fetch(500, linger=30), 10)
+    assert [m.data for m in first + rest] == [b"0", b"1", b"2"]
+    for msg in first + rest:
+        await msg.ack()
+    assert await pull.fetch(500, linger=0.3) == []
+    lingering = asyncio.ensure_future(pull.fetch(500, linger=30))
+    await asyncio.sleep(0.2)
+    await js.publish(subject, b"late")
+    assert [m.data for m in await asyncio.wait_for(lingering, 10)] == [b"late"]
+    await pull.stop()
+
+
+async def test_a_pull_from_a_deleted_consumer_is_reported_and_comes_back_empty(
+    js: JetStreamContext, nc: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    pull = await pull_of(js, nc, f"{events.SUBJECT_PREFIX}.pull.t{uuid.uuid4().hex[:8]}")
+    await js.delete_consumer(events.STREAM, pull.api.rsplit(".", 1)[1])
+    assert await pull.fetch(500, linger=0.5) == []
+    refused = [r for r in caplog.records if r.message == "pull request refused"]
+    # no responders: nobody serves that consumer; refused once, it pauses rather than asks again
+    assert [r.status for r in refused] == ["503"]
+    await pull.stop()
