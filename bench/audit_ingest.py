@@ -5,7 +5,7 @@ itself uses (argus_shared.pull), both printed; the bare COPY rate into the same 
 end-to-end lag p99 at a given offered rate.
 
     .venv/bin/python bench/audit_ingest.py [--events 20000] [--rounds 3] [--rate 5000]
-        [--seconds 5] [--orgs 10]
+        [--seconds 5] [--orgs 10] [--batch 1000]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 from prometheus_client import CollectorRegistry
 
+from argus_audit.app import BATCH_SIZE
 from argus_audit.ingest import Ingest, Metrics
 from argus_shared import db, events, xut
 from argus_shared.consumer import Consumer
@@ -36,6 +37,7 @@ from argus_shared.runner import run_loop
 from support.infra import start_infra
 
 ORGS: list[uuid.UUID] = []  # the orgs events are spread over (--orgs)
+BATCH = BATCH_SIZE  # what the service asks for (--batch for another size, for every side)
 
 
 def message(keys: xut.KeyRing, index: int, subject_type: str) -> tuple[bytes, dict[str, str]]:
@@ -68,7 +70,7 @@ async def bare_rate(js, kind: str, count: int) -> float:
                                   stream=events.STREAM)
     done, started = 0, time.perf_counter()
     while done < count:
-        for msg in await sub.fetch(500, timeout=5):
+        for msg in await sub.fetch(BATCH, timeout=5):
             await msg.ack()
             done += 1
     return done / (time.perf_counter() - started)
@@ -84,7 +86,7 @@ async def bare_pull_rate(nc, js, kind: str, count: int) -> float:
     await pull.start()
     done, started = 0, time.perf_counter()
     while done < count:
-        for msg in await pull.fetch(500, linger=5):
+        for msg in await pull.fetch(BATCH, linger=5):
             await msg.ack()
             done += 1
     rate = done / (time.perf_counter() - started)
@@ -95,7 +97,7 @@ async def bare_pull_rate(nc, js, kind: str, count: int) -> float:
 async def audit_rate(js, pool, keys, kind: str, count: int, owner) -> float:
     registry = CollectorRegistry()
     ingest = Ingest(pool, Metrics(registry))
-    consumer = Consumer(js, keys, durable=f"audit{kind[-4:]}", handler=ingest, batch=500,
+    consumer = Consumer(js, keys, durable=f"audit{kind[-4:]}", handler=ingest, batch=BATCH,
                         subject=events.subject_for("bench", kind))
     started = time.perf_counter()
     await consumer.start()
@@ -128,7 +130,7 @@ async def lag_p99(js, pool, keys, owner, rate: float, seconds: float) -> float:
     kind = f"lag.t{uuid.uuid4().hex[:6]}"
     count = int(rate * seconds)
     ingest = Ingest(pool, Metrics(CollectorRegistry()))
-    consumer = Consumer(js, keys, durable=f"lag{kind[-6:]}", handler=ingest, batch=500,
+    consumer = Consumer(js, keys, durable=f"lag{kind[-6:]}", handler=ingest, batch=BATCH,
                         subject=events.subject_for("bench", kind))
     await consumer.start()
     await publish(js, keys, count, kind, rate)
@@ -185,5 +187,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=5000)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--orgs", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=BATCH_SIZE)
     args = parser.parse_args()
+    BATCH = args.batch
     run_loop(main(args.events, args.rate, args.seconds, args.rounds, args.orgs))

@@ -136,17 +136,18 @@ class Consumer:
             await self._pull.stop()
 
     async def _run(self) -> None:
-        # the next batch is fetched while this one is handled, so the broker and the database
-        # work side by side; batches are still handled one after another, in order
-        upcoming = asyncio.ensure_future(self._fetch())
+        # the next batch is fetched and verified while this one is handled, so the broker, the
+        # database and this process work side by side (the handler's waits on the database are
+        # not idle time); batches are still handled one after another, in order
+        upcoming = asyncio.ensure_future(self._next_batch())
         try:
             while not self._stopping:
-                msgs = await upcoming
-                upcoming = asyncio.ensure_future(self._fetch())
-                if not msgs:
+                batch = await upcoming
+                upcoming = asyncio.ensure_future(self._next_batch())
+                if not batch:
                     continue
                 try:
-                    await self.process(msgs)
+                    await self.process(batch)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # never let one batch end the loop; unacked come back
@@ -166,8 +167,10 @@ class Consumer:
             await asyncio.sleep(0.5)
             return []
 
-    async def process(self, msgs: Sequence[Msg]) -> None:
-        batch = [verify_message(self.keys, msg) for msg in msgs]
+    async def _next_batch(self) -> list[Received]:
+        return [verify_message(self.keys, msg) for msg in await self._fetch()]
+
+    async def process(self, batch: Sequence[Received]) -> None:
         try:
             await self.handler(batch)
         except asyncio.CancelledError:

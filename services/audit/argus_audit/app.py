@@ -23,6 +23,9 @@ from argus_shared.web import NATS_KEY, POOL_KEY
 
 SERVICE = "audit"
 DURABLE = "audit"
+# events per batch: each batch is one transaction (three statements and a commit), so a
+# larger one spreads that fixed cost; 1000 measured ~20% faster than 500 (bench/audit_ingest.py)
+BATCH_SIZE = 1000
 CONSUMER_KEY = web.AppKey("consumer", Consumer)
 log = logging.getLogger("argus.audit")
 
@@ -46,7 +49,7 @@ async def _consume(settings: Settings, app: web.Application) -> AsyncIterator[No
     metrics = Metrics(app[METRICS_KEY].registry)
     consumer = app[CONSUMER_KEY] = Consumer(
         app[NATS_KEY].jetstream(), settings.xut_keys, durable=DURABLE,
-        handler=Ingest(app[POOL_KEY], metrics), batch=500)
+        handler=Ingest(app[POOL_KEY], metrics), batch=BATCH_SIZE)
     await consumer.start()
     lag = Gauge("argus_audit_consumer_pending", "Messages waiting for the audit consumer",
                 registry=app[METRICS_KEY].registry)
