@@ -3,16 +3,14 @@ check through the HIBP k-anonymity range API (only 5 hex characters of the SHA-1
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
 import secrets
-from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
+
+from argus_auth import hashing
 
 log = logging.getLogger("argus.auth.passwords")
 MIN_LENGTH = 8
@@ -21,38 +19,24 @@ MAX_LENGTH = 128
 
 class Passwords:
     def __init__(self, memory_kib: int, time_cost: int, parallelism: int) -> None:
-        self.hasher = PasswordHasher(
-            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
-            hash_len=32, salt_len=16, type=Type.ID,
-        )
-        # argon2-cffi releases the GIL while hashing, so threads give real parallelism
-        self.executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
-                                           thread_name_prefix="argon2")
+        self.hasher = hashing.make_hasher(memory_kib, time_cost, parallelism)
+        self.pool = hashing.HashingPool(os.cpu_count() or 2, memory_kib, time_cost, parallelism)
         self.sentinel = self.hasher.hash(secrets.token_urlsafe(32))
 
     async def hash(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.hasher.hash, password)
+        return str(await self.pool.run(hashing.hash_password, password))
 
     async def verify(self, stored: str | None, password: str) -> bool:
         """Check `password`; with no account (`stored` None) the same work is done against the
         sentinel, so timing does not tell whether the account exists."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, self._verify, stored or self.sentinel, password, stored is not None
-        )
-
-    def _verify(self, stored: str, password: str, real: bool) -> bool:
-        try:
-            return self.hasher.verify(stored, password) and real
-        except (VerificationError, InvalidHashError):
-            return False
+        return bool(await self.pool.run(hashing.verify, stored or self.sentinel, password,
+                                        stored is not None))
 
     def needs_rehash(self, stored: str) -> bool:
         return self.hasher.check_needs_rehash(stored)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
 
 class BreachCheck:
