@@ -51,6 +51,7 @@ async def _auth_context(settings: Settings, config: AuthConfig,
     assert settings.master_keys is not None
     passwords = Passwords(config.argon2_memory_kib, config.argon2_time_cost,
                           config.argon2_parallelism)
+    await passwords.start()
     signing = SigningKeys(pool, settings.master_keys, config.access_ttl)
     await signing.load()
     revocations = Revocations()
@@ -87,4 +88,4 @@ async def _auth_context(settings: Settings, config: AuthConfig,
         for sub in subscriptions:
             await sub.unsubscribe()
     await revocations.stop()
-    passwords.close()
+    await passwords.stop()

@@ -18,25 +18,30 @@ MAX_LENGTH = 128
 
 
 class Passwords:
+    """Hashes and checks passwords in worker processes (`hashing`); `start` them first."""
+
     def __init__(self, memory_kib: int, time_cost: int, parallelism: int) -> None:
         self.hasher = hashing.make_hasher(memory_kib, time_cost, parallelism)
         self.pool = hashing.HashingPool(os.cpu_count() or 2, memory_kib, time_cost, parallelism)
         self.sentinel = self.hasher.hash(secrets.token_urlsafe(32))
 
+    async def start(self) -> None:
+        await self.pool.start()
+
     async def hash(self, password: str) -> str:
-        return str(await self.pool.run(hashing.hash_password, password))
+        return str(await self.pool.run("hash", password))
 
     async def verify(self, stored: str | None, password: str) -> bool:
         """Check `password`; with no account (`stored` None) the same work is done against the
         sentinel, so timing does not tell whether the account exists."""
-        return bool(await self.pool.run(hashing.verify, stored or self.sentinel, password,
-                                        stored is not None))
+        verified = await self.pool.run("verify", stored or self.sentinel, password)
+        return verified is True and stored is not None
 
     def needs_rehash(self, stored: str) -> bool:
         return self.hasher.check_needs_rehash(stored)
 
-    def close(self) -> None:
-        self.pool.close()
+    async def stop(self) -> None:
+        await self.pool.stop()
 
 
 class BreachCheck:
