@@ -43,13 +43,13 @@ DEFAULTS = AuthConfig()
 
 
 def raw_rate(seconds: float) -> float:
-    """Argon2id verifications/s on as many threads as the service uses."""
+    """Argon2id verifications/s on as many threads as the service has hashing processes."""
     hasher = PasswordHasher(time_cost=DEFAULTS.argon2_time_cost,
                             memory_cost=DEFAULTS.argon2_memory_kib,
                             parallelism=DEFAULTS.argon2_parallelism, hash_len=32, salt_len=16,
                             type=Type.ID)
     stored = hasher.hash(PASSWORD)
-    workers = os.cpu_count() or 2
+    workers = DEFAULTS.argon2_workers
     done = 0
     deadline = time.perf_counter() + seconds
 

@@ -9,7 +9,9 @@ import signal
 import pytest
 
 from argus_auth import hashing
+from argus_auth.config import AuthConfig
 from argus_auth.passwords import Passwords
+from argus_shared.settings import ConfigError
 from support.web import capture
 
 PASSWORD = "a long enough password"
@@ -83,3 +85,12 @@ async def test_a_request_a_worker_cannot_serve_fails_alone() -> None:
         assert [worker.process.pid for worker in passwords.pool.workers] == workers
     finally:
         await passwords.stop()
+
+
+def test_the_number_of_hashing_processes_is_set_or_follows_the_usable_cores() -> None:
+    base = {"ARGUS_MAILBOX_DIR": "/tmp/argus-mailbox"}
+    assert AuthConfig.from_env(base).argon2_workers == min(len(os.sched_getaffinity(0)), 4)
+    assert AuthConfig.from_env({**base, "ARGUS_ARGON2_WORKERS": "3"}).argon2_workers == 3
+    for bad in ("0", "many"):
+        with pytest.raises(ConfigError, match="ARGUS_ARGON2_WORKERS"):
+            AuthConfig.from_env({**base, "ARGUS_ARGON2_WORKERS": bad})

@@ -50,7 +50,7 @@ async def _auth_context(settings: Settings, config: AuthConfig,
     pool, nc = app[POOL_KEY], app[NATS_KEY]
     assert settings.master_keys is not None
     passwords = Passwords(config.argon2_memory_kib, config.argon2_time_cost,
-                          config.argon2_parallelism)
+                          config.argon2_parallelism, config.argon2_workers)
     await passwords.start()
     signing = SigningKeys(pool, settings.master_keys, config.access_ttl)
     await signing.load()

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from argus_shared.settings import ConfigError, Env
+
+MAX_DEFAULT_WORKERS = 4
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it), at most
+    MAX_DEFAULT_WORKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cores or 2, MAX_DEFAULT_WORKERS)
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,9 @@ class AuthConfig:
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
+    # hashing processes: one per usable core, and no more than a handful (each is ~20 MB plus
+    # the hash's memory; a container may see all of a large node's cores)
+    argon2_workers: int = field(default_factory=usable_cores)
     hibp_url: str | None = "https://api.pwnedpasswords.com/range/"
     hibp_timeout: float = 2.0
     ip_limit_per_minute: int = 30  # per client IP on each credential route
@@ -55,6 +68,7 @@ class AuthConfig:
             argon2_memory_kib=env.int("ARGUS_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 8, 2**22),
             argon2_time_cost=env.int("ARGUS_ARGON2_TIME_COST", cls.argon2_time_cost, 1, 100),
             argon2_parallelism=env.int("ARGUS_ARGON2_PARALLELISM", cls.argon2_parallelism, 1, 64),
+            argon2_workers=env.int("ARGUS_ARGON2_WORKERS", usable_cores(), 1, 64),
             hibp_url=None if hibp in ("off", "none") else hibp,
             mailbox_dir=Path(mailbox) if mailbox else None,
             smtp_url=smtp,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 
 import aiohttp
@@ -20,9 +19,9 @@ MAX_LENGTH = 128
 class Passwords:
     """Hashes and checks passwords in worker processes (`hashing`); `start` them first."""
 
-    def __init__(self, memory_kib: int, time_cost: int, parallelism: int) -> None:
+    def __init__(self, memory_kib: int, time_cost: int, parallelism: int, workers: int = 2) -> None:
         self.hasher = hashing.make_hasher(memory_kib, time_cost, parallelism)
-        self.pool = hashing.HashingPool(os.cpu_count() or 2, memory_kib, time_cost, parallelism)
+        self.pool = hashing.HashingPool(workers, memory_kib, time_cost, parallelism)
         self.sentinel = self.hasher.hash(secrets.token_urlsafe(32))
 
     async def start(self) -> None:
