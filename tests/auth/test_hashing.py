@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,6 +16,14 @@ from argus_shared.settings import ConfigError
 from support.web import capture
 
 PASSWORD = "a long enough password"
+
+
+@pytest.fixture
+async def passwords() -> AsyncIterator[Passwords]:
+    started = Passwords(memory_kib=1024, time_cost=1, parallelism=1)
+    await started.start()
+    yield started
+    await started.stop()
 
 
 async def test_hashes_verify_across_the_worker_processes() -> None:
@@ -37,54 +46,43 @@ async def test_hashes_verify_across_the_worker_processes() -> None:
     assert all(worker.process.returncode == 0 for worker in passwords.pool.workers)
 
 
-async def test_a_killed_hashing_process_is_replaced_and_logins_still_answer() -> None:
-    passwords = Passwords(memory_kib=1024, time_cost=1, parallelism=1)
-    await passwords.start()
-    try:
-        stored = await passwords.hash(PASSWORD)
-        killed = [worker.process.pid for worker in passwords.pool.workers]
-        for pid in killed:  # as the kernel's OOM killer would
-            os.kill(pid, signal.SIGKILL)
-        async with capture("argus.auth.passwords") as logged:
-            results = await asyncio.gather(*(passwords.verify(stored, attempt)
-                                             for attempt in [PASSWORD, "wrong"] * 3))
-        assert results == [True, False] * 3
-        assert not {worker.process.pid for worker in passwords.pool.workers} & set(killed)
-        assert sum("hashing process died" in r.getMessage() for r in logged.records) == 2
-    finally:
-        await passwords.stop()
+async def test_a_killed_hashing_process_is_replaced_and_logins_still_answer(
+    passwords: Passwords,
+) -> None:
+    stored = await passwords.hash(PASSWORD)
+    killed = [worker.process.pid for worker in passwords.pool.workers]
+    for pid in killed:  # as the kernel's OOM killer would
+        os.kill(pid, signal.SIGKILL)
+    async with capture("argus.auth.passwords") as logged:
+        results = await asyncio.gather(*(passwords.verify(stored, attempt)
+                                         for attempt in [PASSWORD, "wrong"] * 3))
+    assert results == [True, False] * 3
+    assert not {worker.process.pid for worker in passwords.pool.workers} & set(killed)
+    assert sum("hashing process died" in r.getMessage() for r in logged.records) == 2
 
 
-async def test_a_caller_that_goes_away_does_not_leave_its_answer_to_the_next() -> None:
-    passwords = Passwords(memory_kib=1024, time_cost=1, parallelism=1)
-    await passwords.start()
-    try:
-        stored = await passwords.hash(PASSWORD)
-        abandoned = [asyncio.ensure_future(passwords.verify(stored, PASSWORD)) for _ in range(4)]
-        await asyncio.sleep(0)
-        for call in abandoned:
-            call.cancel()
-        # every worker that had a cancelled caller's password answers it first; what follows
-        # must get its own answers
-        assert await asyncio.gather(*(passwords.verify(stored, attempt)
-                                      for attempt in ["wrong", PASSWORD] * 3)) == [False,
-                                                                                  True] * 3
-    finally:
-        await passwords.stop()
+async def test_a_caller_that_goes_away_does_not_leave_its_answer_to_the_next(
+    passwords: Passwords,
+) -> None:
+    stored = await passwords.hash(PASSWORD)
+    abandoned = [asyncio.ensure_future(passwords.verify(stored, PASSWORD)) for _ in range(4)]
+    await asyncio.sleep(0)
+    for call in abandoned:
+        call.cancel()
+    # every worker that had a cancelled caller's password answers it first; what follows
+    # must get its own answers
+    results = await asyncio.gather(*(passwords.verify(stored, attempt)
+                                     for attempt in ["wrong", PASSWORD] * 3))
+    assert results == [False, True] * 3
 
 
-async def test_a_request_a_worker_cannot_serve_fails_alone() -> None:
-    passwords = Passwords(memory_kib=1024, time_cost=1, parallelism=1)
-    await passwords.start()
-    try:
-        workers = [worker.process.pid for worker in passwords.pool.workers]
-        with pytest.raises(RuntimeError, match="AttributeError"):
-            await passwords.pool.run("verify", None, PASSWORD)  # type: ignore[arg-type]
-        stored = await passwords.hash(PASSWORD)
-        assert await passwords.verify(stored, PASSWORD) is True
-        assert [worker.process.pid for worker in passwords.pool.workers] == workers
-    finally:
-        await passwords.stop()
+async def test_a_request_a_worker_cannot_serve_fails_alone(passwords: Passwords) -> None:
+    workers = [worker.process.pid for worker in passwords.pool.workers]
+    with pytest.raises(RuntimeError, match="AttributeError"):
+        await passwords.pool.run("verify", None, PASSWORD)  # type: ignore[arg-type]
+    stored = await passwords.hash(PASSWORD)
+    assert await passwords.verify(stored, PASSWORD) is True
+    assert [worker.process.pid for worker in passwords.pool.workers] == workers
 
 
 def test_the_number_of_hashing_processes_is_set_or_follows_the_usable_cores() -> None:
