@@ -81,7 +81,7 @@ def _org_of(claims: xut.Claims) -> str | None:
     if claims.org is None:
         return None
     try:
-        return events.canonical_uuid(claims.org)
+        return events.canonical_org(claims.org)
     except ValueError:
         return claims.org  # no UUID: never equal to an envelope's org
 

@@ -85,7 +85,7 @@ def canonical_uuid(text: str) -> str:
     return str(uuid.UUID(text))
 
 
-_canonical_org = functools.lru_cache(maxsize=4096)(canonical_uuid)  # orgs recur, ids do not
+canonical_org = functools.lru_cache(maxsize=4096)(canonical_uuid)  # orgs recur, ids do not
 
 
 def subject_for(service: str, event_type: str) -> str:
@@ -103,7 +103,7 @@ def decode(raw: bytes) -> Event:
     event = _decoder.decode(raw)
     event.id = canonical_uuid(event.id)
     if event.org_id is not None:
-        event.org_id = _canonical_org(event.org_id)
+        event.org_id = canonical_org(event.org_id)
     if datetime.fromisoformat(event.occurred_at).tzinfo is None:
         raise ValueError("occurred_at has no time zone")
     return event
