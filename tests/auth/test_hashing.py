@@ -92,3 +92,22 @@ def test_the_number_of_hashing_processes_is_set_or_follows_the_usable_cores() ->
     for bad in ("0", "many"):
         with pytest.raises(ConfigError, match="ARGUS_ARGON2_WORKERS"):
             AuthConfig.from_env({**base, "ARGUS_ARGON2_WORKERS": bad})
+
+
+async def test_a_password_whose_worker_dies_twice_fails_and_the_pool_goes_on() -> None:
+    pool = hashing.HashingPool(1, memory_kib=65536, time_cost=3, parallelism=1)  # a slow hash
+    await pool.start()
+    try:
+        stored = hashing.make_hasher(65536, 3, 1).hash(PASSWORD)
+        call = asyncio.ensure_future(pool.run("verify", stored, PASSWORD))
+        for _ in range(2):  # each worker that has the password is killed before it answers
+            worker = pool.workers[0]
+            await asyncio.sleep(0.01)  # the password is in its pipe; its hash takes far longer
+            os.kill(worker.process.pid, signal.SIGKILL)
+            while pool.workers[0] is worker:
+                await asyncio.sleep(0.01)
+        with pytest.raises(RuntimeError, match="password hashing failed"):
+            await call
+        assert await pool.run("verify", stored, PASSWORD) is True
+    finally:
+        await pool.stop()

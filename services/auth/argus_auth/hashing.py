@@ -144,12 +144,21 @@ class HashingPool:
     async def _replace(self, dead: Worker) -> None:
         log.warning("a password hashing process died; starting a new one",
                     extra={"exit_code": dead.process.returncode, "calls": len(dead.calls)})
-        worker = await Worker.start(self.params, self._replace)
-        self.workers[self.workers.index(dead)] = worker
+        try:
+            worker: Worker | None = await Worker.start(self.params, self._replace)
+        except OSError as exc:  # the pool goes on with one process fewer
+            log.error("a password hashing process could not be started",
+                      extra={"error": str(exc)[:200]})
+            worker = None
+            self.workers.remove(dead)
+        else:
+            self.workers[self.workers.index(dead)] = worker
         for call in dead.calls:
-            if call.attempts > 1:
-                call.future.set_exception(RuntimeError("password hashing failed twice"))
-            elif not call.future.done():
+            if call.future.done():  # its caller has gone away
+                continue
+            if worker is None or call.attempts > 1:
+                call.future.set_exception(RuntimeError("password hashing failed"))
+            else:
                 worker.send(call)
 
     async def stop(self) -> None:
