@@ -144,7 +144,7 @@ def row_of(event: events.Event, org_id: str, seq: int, received: str) -> dict[st
     """The stored columns of one event, as the chain hashes them."""
     return {
         "org_id": org_id, "seq": seq, "event_id": event.id,
-        "occurred_at": utc_text(event.occurred_at), "received_at": received,
+        "occurred_at": occurred_text(event.occurred_at), "received_at": received,
         "type": event.type, "actor_type": event.actor.type, "actor_id": event.actor.id,
         "resource_type": event.resource.type, "resource_id": event.resource.id,
         "ip": event.ip, "user_agent": (event.user_agent or None) and event.user_agent[:500],
@@ -152,7 +152,7 @@ def row_of(event: events.Event, org_id: str, seq: int, received: str) -> dict[st
     }
 
 
-def utc_text(moment: str) -> str:
+def occurred_text(moment: str) -> str:
     """An envelope's time as the column will give it back (UTC, microseconds); what our own
     services write is already in that form."""
     if len(moment) == UTC_TEXT_LENGTH and moment[10] == "T" and moment[19] == "." \
