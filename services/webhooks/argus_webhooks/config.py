@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -12,6 +12,8 @@ from argus_shared.settings import ConfigError, Env
 
 RETRY_SCHEDULE = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# (host, port) -> the host's addresses; the system resolver unless a test injects one
+Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class WebhooksConfig:
     rotation_overlap_hours: int = 24
     tolerance_seconds: int = 300
     providers: Mapping[str, Provider] = field(default_factory=dict)
+    resolve: Resolve | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, production: bool, environ: Mapping[str, str] | None = None

@@ -20,12 +20,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from argus_shared import crypto, db
 from argus_shared.outbox import Ctx, record
 from argus_shared.settings import KeyRing
-from argus_webhooks import queries, signing, ssrf
+from argus_webhooks import excerpt, queries, signing, ssrf
 from argus_webhooks.config import WebhooksConfig
 
 log = logging.getLogger("argus.webhooks.delivery")
 SERVICE = "webhooks"
-RESPONSE_EXCERPT = 1000
 CLAIM_FACTOR = 8  # deliveries leased at a time, per concurrent worker (a deep queue: the
 # workers never wait for the next claim)
 BATCH_FACTOR = 2  # claims and recorded successes come in groups of this many per worker
@@ -67,6 +66,27 @@ def retry_after_of(response_headers: Any) -> int | None:
     if value and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+async def _head(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """At most `limit` bytes from the start of a body (the rest is never read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def failure(exc: BaseException) -> str:
+    """A failed attempt as the tenant sees it: never the bytes of a malformed answer, which
+    aiohttp's parser errors quote."""
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return f"{type(exc).__name__}: the answer is not valid HTTP"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 class _Recent:
@@ -208,20 +228,20 @@ class Deliverer:
         """One attempt, settled; a success is appended to `successes` for the caller to record
         with others when it gives a list, else recorded at once."""
         started, moment = time.perf_counter(), datetime.now(UTC)
-        status_code, error, excerpt, headers = None, None, None, None
+        status_code, error, shown, headers = None, None, None, None
         try:
             secrets = self._secrets(row)
             host, addresses = await self._target(row["url"])
-            status_code, excerpt, headers = await self._post(row, secrets, host, addresses)
+            status_code, shown, headers = await self._post(row, secrets, host, addresses)
         except ssrf.Refused as exc:
             error = f"refused: {exc}"
         except crypto.SealError as exc:  # e.g. its master key was removed: say so, retry later
             error = f"secret unavailable: {exc}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            error = failure(exc)
         latency = time.perf_counter() - started
         self.metrics.latency.observe(latency)
-        return await self._settle(row, moment, latency, status_code, error, excerpt, headers,
+        return await self._settle(row, moment, latency, status_code, error, shown, headers,
                                   successes)
 
     def _secrets(self, row: asyncpg.Record) -> list[str]:
@@ -244,30 +264,33 @@ class Deliverer:
         if cached is not None:
             return cached
         host, port = ssrf.check_url(url, self.config.https_only)
-        addresses = await ssrf.resolve_checked(host, port, self.config.allow_nets)
+        addresses = await ssrf.resolve_checked(host, port, self.config.allow_nets,
+                                               self.config.resolve)
         self._targets.put(url, (host, addresses))
         return host, addresses
 
     async def _post(self, row: asyncpg.Record, secrets: list[str], host: str,
-                    addresses: list[str]) -> tuple[int, str, Any]:
+                    addresses: list[str]) -> tuple[int, str | None, Any]:
         headers = signing.outbound_headers(secrets, f"msg_{row['id']}", int(time.time()),
                                            row["payload"])
         headers["User-Agent"] = "Argus-Webhooks/1"
         session = self._session(host, addresses)
         async with session.post(row["url"], data=row["payload"], headers=headers,
                                 allow_redirects=False) as response:
-            body = await response.content.read(RESPONSE_EXCERPT)
-            return response.status, body.decode(errors="replace"), response.headers
+            body = await _head(response.content, excerpt.READ_BYTES)
+            shown = excerpt.excerpt(body, response.headers.get("Content-Type"),
+                                    response.charset)
+            return response.status, shown, response.headers
 
     async def _settle(self, row: asyncpg.Record, moment: datetime, latency: float,
-                      status_code: int | None, error: str | None, excerpt: str | None,
+                      status_code: int | None, error: str | None, shown: str | None,
                       headers: Any, successes: list[dict[str, Any]] | None) -> str:
         ok = status_code is not None and 200 <= status_code < 300
         result = "succeeded" if ok else "gone" if status_code == 410 else "failed"
         attempt = {
             "org_id": row["org_id"], "delivery_id": row["id"], "n": row["attempts"],
             "started_at": moment, "status_code": status_code,
-            "latency_ms": int(latency * 1000), "error": error, "response_body": excerpt,
+            "latency_ms": int(latency * 1000), "error": error, "response_body": shown,
             "endpoint_id": row["endpoint_id"]}
         if ok:
             if successes is None:

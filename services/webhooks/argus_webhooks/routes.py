@@ -21,7 +21,7 @@ from argus_shared.request import CLIENT_IP, REQUEST_ID
 from argus_shared.routing import Route
 from argus_shared.validation import parse_json, read_body
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
-from argus_webhooks import queries, schemas, signing, ssrf
+from argus_webhooks import excerpt, queries, schemas, signing, ssrf
 from argus_webhooks.config import CONFIG_KEY
 from argus_webhooks.delivery import secret_context
 
@@ -72,7 +72,7 @@ async def checked_url(request: web.Request, url: str) -> str:
     config = request.app[CONFIG_KEY]
     try:
         host, port = ssrf.check_url(url, config.https_only)
-        await ssrf.resolve_checked(host, port, config.allow_nets)
+        await ssrf.resolve_checked(host, port, config.allow_nets, config.resolve)
     except ssrf.Refused as exc:
         raise Problem(422, f"the endpoint URL is refused: {exc}", title="URL refused") from None
     return url
@@ -194,7 +194,8 @@ async def list_attempts(request: web.Request) -> web.Response:
         rows = await queries.attempts_of(conn, org_id, delivery_id)
     return json([{"n": r["n"], "started_at": iso(r["started_at"]),
                   "status_code": r["status_code"], "latency_ms": r["latency_ms"],
-                  "error": r["error"], "response_body": r["response_body"]} for r in rows])
+                  "error": r["error"], "response_body": excerpt.clean(r["response_body"])}
+                 for r in rows])
 
 
 async def resend(request: web.Request) -> web.Response:

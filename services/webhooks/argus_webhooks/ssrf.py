@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from argus_webhooks.config import Network
+from argus_webhooks.config import Network, Resolve
+from argus_webhooks.ranges import METADATA, IPAddress, embedded_ipv4, special
 
-METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
-            ipaddress.ip_address("100.100.100.200")}
+ALLOW_SETTING = "ARGUS_WEBHOOKS_ALLOW_NETS"
 
 
 class Refused(Exception):
@@ -38,39 +38,93 @@ def check_url(url: str, https_only: bool) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def refused_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-                   allow: Sequence[Network]) -> str | None:
-    if any(address in net for net in allow):
+def refused_reason(address: IPAddress, allow: Sequence[Network]) -> str | None:
+    """Why a connection to `address` is refused, or None if it is allowed: a cloud metadata
+    address (unless allowed as exactly that address), anything not globally reachable (the
+    special-purpose tables of `ranges`, then `is_global`), or an IPv6 address embedding an IPv4
+    one that is refused; an address in `allow` is allowed."""
+    plain = _unscoped(address)
+    direct = [plain] if plain.version == 4 else [plain, *_mapped(plain)]
+    if any(a in METADATA for a in direct):
+        return None if _allowed(direct, allow, exactly=True) else "a cloud metadata address"
+    if _allowed(direct, allow):
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address in METADATA:
-        return "a cloud metadata address"
-    for attribute, what in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
-                            ("is_link_local", "link-local"), ("is_multicast", "multicast"),
-                            ("is_private", "private"), ("is_reserved", "reserved")):
-        if getattr(address, attribute):
-            return f"a {what} address"
+    reason = _embedding_reason(plain) or _own_reason(plain)
+    if reason and any(a.is_loopback for a in direct):
+        reason += f"; {ALLOW_SETTING} can allow it (development and tests)"
+    return reason
+
+
+def _unscoped(address: IPAddress) -> IPAddress:
+    """`address` without its zone (`fe80::1%eth0`), which would make it unequal to itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return ipaddress.IPv6Address(int(address))
+    return address
+
+
+def _mapped(address: IPAddress) -> list[IPAddress]:
+    """The IPv4 address an IPv4-mapped address is (the connection goes to it)."""
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return [mapped] if mapped is not None else []
+
+
+def _allowed(addresses: Sequence[IPAddress], allow: Sequence[Network],
+             exactly: bool = False) -> bool:
+    return any(a.version == net.version and a in net and (not exactly or net.num_addresses == 1)
+               for a in addresses for net in allow)
+
+
+def _embedding_reason(address: IPAddress) -> str | None:
+    for kind, inner in embedded_ipv4(address):
+        reason = "a cloud metadata address" if inner in METADATA else _own_reason(inner)
+        if reason:
+            return f"{kind} embedding {reason}"
     return None
 
 
-async def resolve_checked(host: str, port: int, allow: Sequence[Network]) -> list[str]:
-    """The host's addresses, all of them allowed, or Refused."""
+def _own_reason(address: IPAddress) -> str | None:
+    """The address's special-purpose range if that is refused, else whether Python thinks it is
+    not global (a range the tables name is decided by them: `is_global` varies by release)."""
+    entry = special(address)
+    if entry is not None:
+        return entry.reason() if entry.refused else None
+    if not address.is_global:
+        return "an address that is not globally reachable"
+    return None
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def resolve_checked(host: str, port: int, allow: Sequence[Network],
+                          resolve: Resolve | None = None) -> list[str]:
+    """The host's addresses, all of them allowed, or Refused. The refusal names the range, never
+    the address a name resolved to (a tenant learns nothing of internal DNS but that it was
+    refused)."""
     try:
-        literal = ipaddress.ip_address(host.strip("[]"))
-        addresses = [literal]
+        addresses: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
+        literal = True
     except ValueError:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
-            raise Refused(f"{host} does not resolve") from None
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        addresses, literal = await _resolved(host, port, resolve or system_resolve), False
     for address in addresses:
         reason = refused_reason(address, allow)
         if reason:
-            raise Refused(f"{host} resolves to {reason} ({address})")
+            raise Refused(f"{host} is {reason}" if literal else f"{host} resolves to {reason}")
     return sorted({str(a) for a in addresses})
+
+
+async def _resolved(host: str, port: int, resolve: Resolve) -> list[IPAddress]:
+    try:
+        answers = await resolve(host, port)
+        addresses = [ipaddress.ip_address(answer) for answer in answers]
+    except (OSError, UnicodeError, ValueError):
+        raise Refused(f"{host} does not resolve") from None
+    if not addresses:
+        raise Refused(f"{host} does not resolve")
+    return addresses
 
 
 class PinnedResolver(AbstractResolver):
