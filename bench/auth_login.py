@@ -20,7 +20,6 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from email import message_from_bytes
 from pathlib import Path
 
 import aiohttp
@@ -33,6 +32,7 @@ from argus_shared.access import AccessVerifier, Revocations
 from argus_shared.embedded import free_port
 from argus_shared.runner import run_loop
 from support.infra import start_infra
+from support.mailbox import tokens_for
 from support.processes import Proc, service_command, wait_ready
 
 PASSWORD = "correct horse battery staple"
@@ -71,12 +71,7 @@ async def make_users(http: aiohttp.ClientSession, base: str, mailbox: Path, n: i
     for email in emails:
         async with http.post(f"{base}/signup", json={"email": email, "password": PASSWORD}) as r:
             assert r.status == 202, await r.text()
-    tokens = {}
-    for path in mailbox.glob("*.eml"):
-        mail = message_from_bytes(path.read_bytes())
-        match = re.search(r"Token: (\S+)", mail.get_payload(decode=True).decode())
-        if match:
-            tokens[mail["To"]] = match.group(1)
+    tokens = await tokens_for(mailbox, emails)  # mail is sent after the answer
     for email in emails:
         async with http.post(f"{base}/verify-email", json={"token": tokens[email]}) as r:
             assert r.status == 200

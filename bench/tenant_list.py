@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from email import message_from_bytes
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from argus_shared.embedded import free_port
 from argus_shared.runner import run_loop
 from support.infra import start_infra
+from support.mailbox import tokens_for
 from support.processes import PYTHON, Proc, service_command, wait_ready
 
 PASSWORD = "correct horse battery staple"
@@ -60,11 +59,7 @@ async def setup_data(auth: str, tenant: str, mailbox: Path) -> tuple[str, str]:
     email = f"bench{uuid.uuid4().hex[:8]}@example.com"
     async with aiohttp.ClientSession() as http:
         await http.post(f"{auth}/signup", json={"email": email, "password": PASSWORD})
-        token = None
-        for path in mailbox.glob("*.eml"):
-            mail = message_from_bytes(path.read_bytes())
-            if mail["To"] == email:
-                token = re.search(r"Token: (\S+)", mail.get_payload(decode=True).decode())[1]
+        token = (await tokens_for(mailbox, [email]))[email]  # mail is sent after the answer
         await http.post(f"{auth}/verify-email", json={"token": token})
         async with http.post(f"{auth}/login", json={"email": email, "password": PASSWORD}) as r:
             access = (await r.json())["access_token"]

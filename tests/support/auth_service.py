@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +52,27 @@ class AuthService:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers.update(kwargs.pop("headers", {}))
         async with self.http.post(self.url(path), json=body, headers=headers, **kwargs) as r:
-            return r.status, await _body(r), r
+            answer = r.status, await _body(r), r
+        await self.settled()
+        return answer
 
     async def call(self, method: str, path: str, token: str | None = None,
                    body: Any = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with self.http.request(method, self.url(path), json=body, headers=headers) as r:
-            return r.status, await _body(r)
+            answer = r.status, await _body(r)
+        await self.settled()
+        return answer
+
+    async def settled(self) -> None:
+        """Wait until the work the requests queued after their answer (rows, mail) is done."""
+        await self.auth.background.join()
 
     def mail_to(self, email: str) -> list[str]:
         messages = []
         for path in sorted(self.mailbox.glob("*.eml")):
-            mail = message_from_bytes(path.read_bytes())
-            if mail["To"] == email:
+            mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+            if str(mail["To"]) == email:
                 messages.append(mail.get_payload(decode=True).decode())
         return messages
 
@@ -97,7 +105,8 @@ async def _body(response: aiohttp.ClientResponse) -> Any:
 
 def test_config(mailbox: Path, clock: Clock, **overrides: Any) -> AuthConfig:
     base = AuthConfig(argon2_memory_kib=1024, argon2_time_cost=1, hibp_url=None,
-                      mailbox_dir=mailbox, secure_cookies=False, clock=clock)
+                      mailbox_dir=mailbox, secure_cookies=False, clock=clock,
+                      background_jitter=0.0)
     return replace(base, **overrides)
 
 

@@ -1,8 +1,12 @@
 """Sign-up, email verification, login with lockout, password reset and change, email change.
 
-No answer tells whether an email has an account: sign-up and reset requests always answer the
-same, and login failures for unknown emails run the same Argon2id work (against a sentinel
-hash), count towards the same per-email lockout and return the same problem."""
+No answer tells whether an email has an account. Sign-up, reset and email-change requests do
+only work that is the same for every email before they answer 202 (normalise, the
+breached-password check, queue); the look-up, hashing, rows and mail run after the answer in
+`background` (so neither the answer nor its timing depends on the account). Login failures
+for unknown emails run the same Argon2id work (against a sentinel hash), count towards the same
+per-email lockout and return the same problem. Every email is taken in the one normal form of
+`argus_shared.emails` (what is stored, looked up, locked out, rate-limited and mailed to)."""
 
 from __future__ import annotations
 
@@ -13,13 +17,14 @@ import math
 import secrets
 import uuid
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from argus_auth import mfa, queries, sessions
 from argus_auth.core import Auth
 from argus_auth.events import ANONYMOUS, Ctx, emit, user
-from argus_shared import crypto
+from argus_shared import crypto, emails
 from argus_shared.access import Revocations
 from argus_shared.errors import Problem
 from argus_shared.nats import RpcError
@@ -29,7 +34,8 @@ INVALID_LOGIN = "invalid email or password"
 
 
 def normalise(email: str) -> str:
-    return email.strip().lower()
+    """The normal form of an email (`argus_shared.emails`); a refused one is a 422."""
+    return emails.required(email)
 
 
 def email_key(auth: Auth, email: str) -> bytes:
@@ -48,9 +54,15 @@ async def _check_not_breached(auth: Auth, password: str) -> None:
 
 
 async def sign_up(auth: Auth, email: str, password: str, ctx: Ctx) -> None:
+    """Check what does not depend on the account (the address, the password against breaches)
+    and queue the rest: the answer is the same, and as quick, whether the email is known."""
     email = normalise(email)
     await _check_not_breached(auth, password)
-    password_hash = await auth.passwords.hash(password)
+    auth.background.submit("sign_up", partial(_sign_up, auth, email, password, ctx))
+
+
+async def _sign_up(auth: Auth, email: str, password: str, ctx: Ctx) -> None:
+    password_hash = await auth.passwords.hash(password)  # for a known email too: same work
     async with auth.pool.acquire() as conn, conn.transaction():
         existing = await queries.user_by_email(conn, email)
         if existing is not None:
@@ -163,7 +175,11 @@ async def _emit_attempt(conn: queries.Conn, account: queries.Row | None, ctx: Ct
 
 
 async def request_reset(auth: Auth, email: str, ctx: Ctx) -> None:
-    email = normalise(email)
+    """Queue the reset mail (if the email has an active account) after the answer."""
+    auth.background.submit("request_reset", partial(_request_reset, auth, normalise(email), ctx))
+
+
+async def _request_reset(auth: Auth, email: str, ctx: Ctx) -> None:
     async with auth.pool.acquire() as conn, conn.transaction():
         account = await queries.user_by_email(conn, email)
         if account is None or account["deactivated_at"] is not None:
@@ -208,7 +224,13 @@ async def change_password(auth: Auth, user_id: UUID, session_id: UUID, new_passw
 
 
 async def request_email_change(auth: Auth, user_id: UUID, new_email: str, ctx: Ctx) -> None:
-    new_email = normalise(new_email)
+    """Queue the confirmation mail to the new address (unless it already has an account)."""
+    auth.background.submit("request_email_change",
+                           partial(_request_email_change, auth, user_id, normalise(new_email),
+                                   ctx))
+
+
+async def _request_email_change(auth: Auth, user_id: UUID, new_email: str, ctx: Ctx) -> None:
     async with auth.pool.acquire() as conn, conn.transaction():
         if await queries.user_by_email(conn, new_email) is not None:
             return  # answer the same: no enumeration through email change either
@@ -232,6 +254,25 @@ async def confirm_email_change(auth: Auth, token: str, ctx: Ctx) -> None:
             raise Problem(400, "the confirmation link is invalid, used or expired")
         await emit(conn, ctx, "auth.email.changed", actor=user(row["user_id"]),
                    resource=("user", str(row["user_id"])))
+
+
+async def normalise_stored_emails(conn: queries.Conn) -> tuple[int, list[str]]:
+    """Rewrite every stored email that is not in its normal form, when no other account holds
+    that form: (how many were rewritten, one line per account left for a person to resolve)."""
+    rewritten, problems = 0, []
+    for row in await queries.user_emails(conn):
+        try:
+            normal = emails.normalise(row["email"])
+        except emails.EmailRefused as exc:
+            problems.append(f"user {row['id']}: the stored address is refused now: {exc}")
+            continue
+        if normal == row["email"]:
+            continue
+        if await queries.set_email(conn, row["id"], normal):
+            rewritten += 1
+        else:
+            problems.append(f"user {row['id']}: its normal form is another account's address")
+    return rewritten, problems
 
 
 async def user_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from argus_auth import accounts, api_keys
+from argus_auth.background import Background
 from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
 from argus_auth.mail import MailboxMailer, Mailer, SmtpMailer
@@ -18,6 +19,7 @@ from argus_auth.signing import SigningKeys
 from argus_shared import events
 from argus_shared.access import AccessVerifier, Revocations
 from argus_shared.consumer import Consumer
+from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
 from argus_shared.ratelimit import RateLimiter
 from argus_shared.runner import service_app
@@ -58,13 +60,17 @@ async def _auth_context(settings: Settings, config: AuthConfig,
     await revocations.start(nc.jetstream())
     verifier = AccessVerifier(signing.lookup, issuer=config.issuer, audience=config.audience,
                               revocations=revocations, clock=config.clock)
+    background = Background(config.background_queue, config.background_workers,
+                            config.background_jitter, app[METRICS_KEY].registry)
     async with aiohttp.ClientSession() as http:
         auth = Auth(
             pool=pool, config=config, passwords=passwords,
             breach=BreachCheck(config.hibp_url, config.hibp_timeout), mailer=mailer_for(config),
             signing=signing, verifier=verifier, master=settings.master_keys,
             xut_keys=settings.xut_keys, js=nc.jetstream(), nc=nc, http=http,
+            background=background,
         )
+        background.start()
         app[AUTH_KEY] = auth
         app[ACCESS_KEY] = verifier
         subscriptions = [
@@ -84,6 +90,7 @@ async def _auth_context(settings: Settings, config: AuthConfig,
                                  subject=ORG_DELETED, batch=20)
         await org_deletions.start()
         yield
+        await background.stop()  # before the pool, the mailer and the hashers go
         await org_deletions.stop()
         for sub in subscriptions:
             await sub.unsubscribe()

@@ -42,6 +42,12 @@ class AuthConfig:
     hibp_timeout: float = 2.0
     ip_limit_per_minute: int = 30  # per client IP on each credential route
     account_limit_per_minute: int = 20  # per email or user on each credential route
+    # account-dependent work of sign-up, reset and email change, done after the 202
+    # (argus_auth.background): jobs waiting at most (past it a job is dropped), workers, and the
+    # random delay before a job starts
+    background_queue: int = 1000
+    background_workers: int = 8
+    background_jitter: float = 0.1
     lockout_threshold: int = 5
     lockout_base: float = 10.0
     lockout_cap: float = 300.0
@@ -76,4 +82,7 @@ class AuthConfig:
             secure_cookies=env.bool("ARGUS_SECURE_COOKIES", True),
             ip_limit_per_minute=env.int("ARGUS_AUTH_IP_LIMIT_PER_MINUTE", 30, 1),
             account_limit_per_minute=env.int("ARGUS_AUTH_ACCOUNT_LIMIT_PER_MINUTE", 20, 1),
+            background_queue=env.int("ARGUS_AUTH_BACKGROUND_QUEUE", cls.background_queue, 1),
+            background_workers=env.int("ARGUS_AUTH_BACKGROUND_WORKERS", cls.background_workers,
+                                       1, 256),
         )

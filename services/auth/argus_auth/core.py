@@ -1,4 +1,5 @@
-"""What the auth domain functions share: the pool, settings, hashing, mail, keys and NATS."""
+"""What the auth domain functions share: the pool, settings, hashing, mail, keys, NATS and the
+queue of work done after the answer."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import aiohttp
 import asyncpg
 from nats.js import JetStreamContext
 
+from argus_auth.background import Background
 from argus_auth.config import AuthConfig
 from argus_auth.mail import Mailer
 from argus_auth.passwords import BreachCheck, Passwords
@@ -31,6 +33,7 @@ class Auth:
     js: JetStreamContext
     nc: object
     http: aiohttp.ClientSession
+    background: Background  # account-dependent work done after the answer
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.config.clock(), UTC)

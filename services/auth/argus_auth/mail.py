@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 import uuid
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +33,8 @@ class MailboxMailer:
         self.directory, self.sender = directory, sender
 
     async def send(self, to: str, subject: str, body: str) -> None:
-        data = bytes(message(self.sender, to, subject, body))
+        # as SMTP with SMTPUTF8 carries it: a non-ASCII address stays UTF-8, not an encoded-word
+        data = message(self.sender, to, subject, body).as_bytes(policy=policy.SMTPUTF8)
         await asyncio.to_thread(self._write, data)
 
     def _write(self, data: bytes) -> None:

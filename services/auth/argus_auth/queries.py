@@ -75,6 +75,10 @@ async def set_email(conn: Conn, user_id: UUID, email: str) -> bool:
     return status.endswith(" 1")
 
 
+async def user_emails(conn: Conn) -> list[Row]:
+    return await conn.fetch("select id, email from users order by created_at, id")
+
+
 async def login_state(conn: Conn, email: str, email_hash: bytes) -> Row:
     """One round trip for a login: the account (if any), its lock, whether MFA is on."""
     return await conn.fetchrow(

@@ -37,11 +37,36 @@ def claims_of(request: web.Request) -> AccessClaims:
 
 
 def limit_account(request: web.Request, account: str) -> None:
-    """Per-IP and per-account limits of a credential route, on top of the service-wide one."""
-    config = auth_of(request).config
-    limiter = request.app[LIMITER_KEY]
-    limiter.hit(f"ip:{request.get(CLIENT_IP)}:{request.path}", config.ip_limit_per_minute)
-    limiter.hit(f"account:{account.lower()}:{request.path}", config.account_limit_per_minute)
+    """Per-IP and per-account limits of a credential route, on top of the service-wide one.
+    `account` is the identity exactly as the route's domain call takes it (a token, a user id);
+    an email goes through `limit_email`, never here raw."""
+    _limit_ip(request)
+    _limit_identity(request, account)
+
+
+def limit_email(request: web.Request, email: str) -> str:
+    """`limit_account` for an email: counted under its normal form, the one sign-up, login,
+    lockout and reset use (so `A@X.COM`, fullwidth or decomposed spellings share one limit; a
+    refused address is a 422, counted against the IP). Returns the normal form."""
+    _limit_ip(request)
+    normal = accounts.normalise(email)
+    _limit_identity(request, normal)
+    return normal
+
+
+def _route_key(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def _limit_ip(request: web.Request) -> None:
+    request.app[LIMITER_KEY].hit(f"ip:{request.get(CLIENT_IP)}:{_route_key(request)}",
+                                 auth_of(request).config.ip_limit_per_minute)
+
+
+def _limit_identity(request: web.Request, identity: str) -> None:
+    request.app[LIMITER_KEY].hit(f"account:{identity}:{_route_key(request)}",
+                                 auth_of(request).config.account_limit_per_minute)
 
 
 def require_step_up(request: web.Request) -> AccessClaims:
@@ -85,8 +110,8 @@ def uuid_param(request: web.Request, name: str) -> UUID:
 
 async def sign_up(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.SignUp)
-    limit_account(request, body.email)
-    await accounts.sign_up(auth_of(request), body.email, body.password, ctx_of(request))
+    email = limit_email(request, body.email)
+    await accounts.sign_up(auth_of(request), email, body.password, ctx_of(request))
     return accepted()
 
 
@@ -99,8 +124,8 @@ async def verify_email(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.Login)
-    limit_account(request, body.email)
-    result = await accounts.login(auth_of(request), body.email, body.password, ctx_of(request))
+    email = limit_email(request, body.email)
+    result = await accounts.login(auth_of(request), email, body.password, ctx_of(request))
     if isinstance(result, str):
         return json({"mfa_required": True, "mfa_token": result})
     return token_response(request, result)
@@ -225,8 +250,8 @@ async def disable_totp(request: web.Request) -> web.Response:
 
 async def forgot_password(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.EmailOnly)
-    limit_account(request, body.email)
-    await accounts.request_reset(auth_of(request), body.email, ctx_of(request))
+    email = limit_email(request, body.email)
+    await accounts.request_reset(auth_of(request), email, ctx_of(request))
     return accepted()
 
 

@@ -6,10 +6,9 @@ from typing import Annotated
 
 import msgspec
 
+from argus_shared.emails import EmailText
 from argus_shared.validation import Strict, UuidText
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"  # noqa: E501
-Email = Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 AnyPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
@@ -19,12 +18,12 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
 class SignUp(Strict):
-    email: Email
+    email: EmailText
     password: Password
 
 
 class EmailOnly(Strict):
-    email: Email
+    email: EmailText
 
 
 class TokenOnly(Strict):
@@ -32,7 +31,7 @@ class TokenOnly(Strict):
 
 
 class Login(Strict):
-    email: Email
+    email: EmailText
     password: AnyPassword
 
 
@@ -61,7 +60,7 @@ class ChangePassword(Strict):
 
 
 class ChangeEmail(Strict):
-    new_email: Email
+    new_email: EmailText
 
 
 class CodeOnly(Strict):

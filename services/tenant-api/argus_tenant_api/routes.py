@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from argus_shared import db, xut
+from argus_shared import db, emails, xut
 from argus_shared.access import PRINCIPAL, revoke_membership, revoke_org
 from argus_shared.errors import Problem
 from argus_shared.nats import RpcError
@@ -184,7 +184,7 @@ async def invite(request: web.Request) -> web.Response:
     async with tx(request) as conn:
         scope = await authorise(request, conn, ADMIN)
         row = await queries.insert_invitation(conn, {
-            "org_id": scope.org_id, "id": uuid.uuid4(), "email": body.email.lower(),
+            "org_id": scope.org_id, "id": uuid.uuid4(), "email": emails.required(body.email),
             "role": body.role, "token_hash": hashlib.sha256(token.encode()).digest(),
             "invited_by": scope.user_id,
             "expires_at": datetime.now(UTC) + timedelta(days=INVITATION_DAYS)})
@@ -222,7 +222,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
             found["expires_at"] <= datetime.now(UTC):
         raise Problem(400, "the invitation is invalid, used, revoked or expired")
     account = await user_account(request, user_id)
-    if not account.get("verified") or account.get("email") != found["email"]:
+    if not account.get("verified") or not emails.same(account.get("email"), found["email"]):
         raise Problem(403, "sign in with the verified account of the invited email")
     async with tx(request, found["org_id"]) as conn:
         if not await queries.accept_invitation(conn, found["org_id"], found["id"]):

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from argus_shared.emails import EmailText
 from argus_shared.validation import Strict
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -13,7 +14,6 @@ Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9]
 Plan = Literal["free", "pro", "team", "enterprise"]
 Role = Literal["owner", "admin", "member", "viewer"]
 InviteRole = Literal["admin", "member", "viewer"]
-Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
 MAX_CENTS = 100_000_000_00  # 100 million in the currency's major unit
 Cents = Annotated[int, msgspec.Meta(ge=1, le=MAX_CENTS)]
 
@@ -35,7 +35,7 @@ class RoleChange(Strict):
 
 
 class NewInvitation(Strict):
-    email: Email
+    email: EmailText
     role: InviteRole
 
 
