@@ -1,5 +1,7 @@
 """Create the database roles and schemas: one owner (migration) role that owns every schema, and
-one runtime role per service with DML on its own schema only (no DDL, no BYPASSRLS, not owner).
+one runtime role per service with USAGE on its own schema only (no DDL, no BYPASSRLS, not owner).
+Nothing is granted on tables, sequences or functions by default: each service's migrations grant
+its runtime role exactly what its code runs (tests/test_privileges.py checks the whole set).
 
 Run with a privileged connection by `argus up`, `argus migrate --provision` and the tests. It is
 idempotent and keeps role passwords in step with the secrets it is given.
@@ -43,6 +45,10 @@ async def provision(
         await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
         await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
         await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {OWNER_ROLE}')
+        # functions the owner creates are not PUBLIC-executable (a per-schema default cannot
+        # take away this global one, so it is altered here, for every schema at once)
+        await conn.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE}"
+                           " REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
         for service in services:
             await _provision_service(conn, database, service, service_passwords[service])
     finally:
@@ -61,8 +67,8 @@ async def _provision_service(
     await conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")
     await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
     await conn.execute(f'ALTER ROLE {role} IN DATABASE "{database}" SET search_path = {schema}')
+    # no default grants (and none left from earlier versions, which granted DML on every table,
+    # sequences and EXECUTE on every function): a migration grants what the code runs
     defaults = f"ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE} IN SCHEMA {schema}"
-    await conn.execute(f"{defaults} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}")
-    await conn.execute(f"{defaults} GRANT USAGE, SELECT ON SEQUENCES TO {role}")
-    await conn.execute(f"{defaults} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
-    await conn.execute(f"{defaults} GRANT EXECUTE ON FUNCTIONS TO {role}")
+    for kind in ("TABLES", "SEQUENCES", "FUNCTIONS"):
+        await conn.execute(f"{defaults} REVOKE ALL ON {kind} FROM {role}")

@@ -25,6 +25,7 @@ alter table notes force row level security;
 create policy notes_tenant on notes
     using (org_id = (select nullif(current_setting('app.org_id', true), '')::uuid))
     with check (org_id = (select nullif(current_setting('app.org_id', true), '')::uuid));
+grant select, insert on notes to argus_files;
 """
 
 

@@ -51,14 +51,8 @@ async def quarantine(conn: Conn, rows: list[tuple[str, str, Any, bytes]]) -> Non
 
 async def upsert_plan(conn: Conn, org_id: UUID, plan: str | None,
                       retention_days: int | None) -> None:
-    await conn.execute(
-        """
-        insert into org_plans (org_id, plan, retention_days) values ($1, coalesce($2, 'free'), $3)
-        on conflict (org_id) do update set plan = coalesce($2, org_plans.plan),
-            retention_days = coalesce($3, org_plans.retention_days)
-        """,
-        org_id, plan, retention_days,
-    )
+    """Through a definer function (0005_least_privilege): the role may not UPDATE org_plans."""
+    await conn.execute("select upsert_org_plan($1, $2, $3)", org_id, plan, retention_days)
 
 
 async def ensure_partitions(conn: Conn) -> None:
