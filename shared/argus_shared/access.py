@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +22,12 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 
 from argus_shared.errors import Problem
 
@@ -41,7 +48,7 @@ class AccessClaims:
     role: str | None
     amr: tuple[str, ...]
     auth_time: int
-    iat: int
+    iat: float  # to the microsecond, so a revocation is judged on either side of it exactly
     exp: int
 
     @classmethod
@@ -49,7 +56,7 @@ class AccessClaims:
         return cls(
             sub=str(payload["sub"]), sid=str(payload["sid"]), org=payload.get("org"),
             role=payload.get("role"), amr=tuple(payload.get("amr", ())),
-            auth_time=int(payload["auth_time"]), iat=int(payload["iat"]),
+            auth_time=int(payload["auth_time"]), iat=float(payload["iat"]),
             exp=int(payload["exp"]),
         )
 
@@ -98,15 +105,43 @@ class JwksCache:
         self.fetched_at = time.monotonic()
 
 
+@dataclass(frozen=True)
+class MemberChange:
+    """The latest change of one membership: when (`at`), and the role it left (`role`; None
+    once the member was removed). `known` is False for an entry that carries no role."""
+
+    at: float
+    role: str | None
+    known: bool = True
+
+    def encode(self) -> bytes:
+        return json.dumps({"at": self.at, "role": self.role}).encode()
+
+    @classmethod
+    def decode(cls, value: bytes) -> MemberChange:
+        text = value.decode()
+        if not text.lstrip().startswith("{"):
+            return cls(float(text), None, known=False)
+        fields = json.loads(text)
+        return cls(float(fields["at"]), fields.get("role"))
+
+
 class Revocations:
-    """Revoked sessions (`sid.<id>`), users signed out everywhere (`user.<id>` = time), members
-    removed from an org (`member.<org>.<user>` = time) and deleted orgs (`org.<org>` = time),
-    kept in a NATS KV bucket and mirrored locally by a watcher."""
+    """Revoked sessions (`sid.<id>`), users signed out everywhere (`user.<id>` = time), changed
+    memberships (`member.<org>.<user>` = a `MemberChange`) and deleted orgs (`org.<org>` =
+    time), kept in a NATS KV bucket and mirrored locally by a watcher.
+
+    A token is refused when its session is revoked, when it was issued at or before a
+    revocation of its user, org or membership, and when it carries a role in an org other than
+    the one its membership last changed to: so a token minted from a membership read just
+    before a change (a refresh racing a removal) is refused too, whenever it was issued.
+    Staleness: a change reaches this mirror as fast as the KV watcher delivers it
+    (milliseconds); times are the changing service's wall clock, to the microsecond."""
 
     def __init__(self) -> None:
         self.sessions: set[str] = set()
         self.users: dict[str, float] = {}
-        self.members: dict[tuple[str, str], float] = {}  # (org, user) removed at
+        self.members: dict[tuple[str, str], MemberChange] = {}  # (org, user)
         self.orgs: dict[str, float] = {}  # org deleted at
         self._task: asyncio.Task[None] | None = None
         self._kv: Any = None
@@ -158,32 +193,34 @@ class Revocations:
     def _apply(self, key: str, value: bytes | None, operation: Any) -> None:
         kind, _, ident = key.partition(".")
         deleted = operation is not None and str(operation).endswith(("DEL", "PURGE"))
-        if kind == "sid":
-            (self.sessions.discard if deleted else self.sessions.add)(ident)
-        elif kind == "user":
-            self._set(self.users, ident, None if deleted else value)
-        elif kind == "member":
-            org, _, user_id = ident.partition(".")
-            self._set(self.members, (org, user_id), None if deleted else value)
-        elif kind == "org":
-            self._set(self.orgs, ident, None if deleted else value)
-
-    @staticmethod
-    def _set(table: dict[Any, float], key: Any, value: bytes | None) -> None:
-        if value:
-            table[key] = float(value.decode())
-        else:
-            table.pop(key, None)
+        try:
+            if kind == "sid":
+                (self.sessions.discard if deleted else self.sessions.add)(ident)
+            elif kind == "user":
+                _set(self.users, ident, None if deleted or not value else _time(value))
+            elif kind == "member":
+                org, _, user_id = ident.partition(".")
+                change = None if deleted or not value else MemberChange.decode(value)
+                _set(self.members, (org, user_id), change)
+            elif kind == "org":
+                _set(self.orgs, ident, None if deleted or not value else _time(value))
+        except (ValueError, KeyError, TypeError):
+            log.warning("revocation entry not understood", extra={"key": key[:200]})
 
     def revoked(self, claims: AccessClaims) -> bool:
         if claims.sid in self.sessions:
             return True
-        for since in (self.users.get(claims.sub),
-                      self.members.get((claims.org, claims.sub)) if claims.org else None,
-                      self.orgs.get(claims.org) if claims.org else None):
-            if since is not None and claims.iat <= since:
-                return True
-        return False
+        since = self.users.get(claims.sub)
+        if since is not None and claims.iat <= since:
+            return True
+        if claims.org is None:
+            return False
+        since = self.orgs.get(claims.org)
+        if since is not None and claims.iat <= since:
+            return True
+        change = self.members.get((claims.org, claims.sub))
+        return change is not None and (
+            claims.iat <= change.at or (change.known and claims.role != change.role))
 
     @staticmethod
     async def revoke_session(js: JetStreamContext, session_id: str) -> None:
@@ -193,23 +230,70 @@ class Revocations:
     @staticmethod
     async def revoke_user(js: JetStreamContext, user_id: str, at: float | None = None) -> None:
         """Every token of the user issued up to `at` (default now) stops working."""
-        kv = await Revocations.bucket(js)
-        await kv.put(f"user.{user_id}", str(int(time.time() if at is None else at)).encode())
+        at = time.time() if at is None else at
+        await _put_newer(await Revocations.bucket(js), f"user.{user_id}", at, _stamp(at))
+
+
+def _set(table: dict[Any, Any], key: Any, value: Any) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+
+
+def _time(value: bytes) -> float:
+    return float(value.decode())
+
+
+def _stamp(at: float) -> bytes:
+    return repr(float(at)).encode()
+
+
+def _at_of(key: str, value: bytes) -> float:
+    return MemberChange.decode(value).at if key.startswith("member.") else _time(value)
+
+
+async def _put_newer(kv: Any, key: str, at: float, value: bytes, attempts: int = 5) -> None:
+    """Write `value` unless the entry already records a change at or after `at`: writers on
+    several replicas (and an event redelivered late) can never move a revocation backwards."""
+    for _ in range(attempts):
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        try:
+            if entry is None:
+                await kv.create(key, value)
+            elif entry.value and _at_of(key, entry.value) >= at:
+                return
+            else:
+                await kv.update(key, value, last=entry.revision)
+            return
+        except KeyWrongLastSequenceError:
+            continue  # another writer got in first: read again
+    raise RuntimeError(f"revocation {key} not written after {attempts} attempts")
 
 
 async def revoke_org(js: JetStreamContext, org_id: str, at: float | None = None) -> None:
     """A deleted org: its org-scoped tokens issued up to now and every one of its API keys stop
     working everywhere."""
-    kv = await Revocations.bucket(js)
-    await kv.put(f"org.{org_id}", str(int(time.time() if at is None else at)).encode())
+    at = time.time() if at is None else at
+    await _put_newer(await Revocations.bucket(js), f"org.{org_id}", at, _stamp(at))
 
 
 async def revoke_membership(js: JetStreamContext, org_id: str, user_id: str,
-                            at: float | None = None) -> None:
-    """Tokens of `user_id` scoped to `org_id`, issued up to now, stop working everywhere."""
-    kv = await Revocations.bucket(js)
-    await kv.put(f"member.{org_id}.{user_id}",
-                 str(int(time.time() if at is None else at)).encode())
+                            role: str | None, at: float | None = None) -> None:
+    """A membership changed to `role` (None: removed): tokens of `user_id` scoped to `org_id`
+    issued up to `at` (default now), and any carrying another role, stop working everywhere."""
+    change = MemberChange(time.time() if at is None else at, role)
+    await _put_newer(await Revocations.bucket(js), f"member.{org_id}.{user_id}", change.at,
+                     change.encode())
+
+
+def issued_at(now: float) -> float:
+    """A token's `iat`: the time to the microsecond, rounded down, so it never claims to be
+    later than it was."""
+    return math.floor(now * 1_000_000) / 1_000_000
 
 
 class AccessVerifier:
@@ -253,7 +337,8 @@ class AccessVerifier:
         now = self.clock()  # times are judged on our clock (tests move it)
         if claims.exp <= now - LEEWAY:
             raise unauthenticated("access token expired")
-        if claims.iat > now + LEEWAY or claims.exp <= claims.iat:
+        if not math.isfinite(claims.iat) or claims.iat > now + LEEWAY or \
+                claims.exp <= claims.iat:
             raise unauthenticated("access token times are not valid")
         return claims
 

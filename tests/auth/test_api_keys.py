@@ -17,6 +17,7 @@ from support.auth_service import AuthService
 from support.infra import Infra
 
 MEMBERSHIPS: dict[tuple[str, str], dict[str, Any]] = {}
+PROJECTS: set[tuple[str, str]] = set()  # (org, project)
 
 
 @pytest.fixture
@@ -36,6 +37,8 @@ async def tenant_api_stand_in(nc: Client, settings_for: Callable[..., Settings]
         found = MEMBERSHIPS.get((payload["user_id"], payload["org_id"]))
         if found is None or claims.sub != f"user:{payload['user_id']}":
             raise RpcError(404, "not a member")
+        if "project_id" in payload:
+            return {**found, "project": (payload["org_id"], payload["project_id"]) in PROJECTS}
         return found
 
     sub = await serve(nc, keys, service="tenant-api", method="membership", handler=membership)
@@ -86,6 +89,12 @@ async def test_an_org_that_requires_mfa_refuses_admins_without_it(
     assert status == 403 and problem["title"] == "MFA required"
 
 
+def project_in(org: str) -> str:
+    project = str(uuid.uuid4())
+    PROJECTS.add((org, project))
+    return project
+
+
 def keys_path(org: str, project: str) -> str:
     return f"/orgs/{org}/projects/{project}/api-keys"
 
@@ -101,7 +110,7 @@ async def test_api_keys_are_shown_once_stored_hashed_and_introspected(
     settings_for: Callable[..., Settings],
 ) -> None:
     token, org, _ = await in_org(service, "admin")
-    project = str(uuid.uuid4())
+    project = project_in(org)
     status, created, _ = await service.post(
         keys_path(org, project), {"name": "ci", "scopes": ["files:read", "webhooks:write"],
                                   "expires_in_days": 30}, token=token)
@@ -133,7 +142,7 @@ async def test_revoked_and_rotated_keys_stop_working(
 ) -> None:
     settings = settings_for("files")
     token, org, _ = await in_org(service, "owner")
-    project = str(uuid.uuid4())
+    project = project_in(org)
     _, first, _ = await service.post(keys_path(org, project),
                                      {"name": "a", "scopes": ["files:read"]}, token=token)
     status, rotated, _ = await service.post(
@@ -157,7 +166,7 @@ async def test_api_keys_belong_to_owners_and_admins_of_that_org_only(
 ) -> None:
     admin, org, _ = await in_org(service, "admin")
     member, _, _ = await in_org(service, "member", org)
-    project = str(uuid.uuid4())
+    project = project_in(org)
     body = {"name": "x", "scopes": ["files:read"]}
     status, _, _ = await service.post(keys_path(org, project), body, token=member)
     assert status == 403  # a member of their own org lacks the role
@@ -184,7 +193,7 @@ async def test_bad_api_key_requests_write_nothing(
     service: AuthService, tenant_api_stand_in: None, body: dict[str, Any]
 ) -> None:
     token, org, _ = await in_org(service, "admin")
-    project = str(uuid.uuid4())
+    project = project_in(org)
     status, _, _ = await service.post(keys_path(org, project), body, token=token)
     assert status == 422
     status, listed = await service.call("GET", keys_path(org, project), token)
@@ -217,7 +226,7 @@ async def test_introspection_caches_are_cleared_by_a_revocation(
     cache = ApiKeys(call)
     await cache.start(nc)
     token, org, _ = await in_org(service, "admin")
-    project = str(uuid.uuid4())
+    project = project_in(org)
     _, created, _ = await service.post(keys_path(org, project),
                                        {"name": "c", "scopes": ["files:read"]}, token=token)
     await cache.lookup(created["key"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import jwt
 import pyotp
 
 from support.auth_service import PASSWORD, AuthService
@@ -166,3 +167,41 @@ async def test_changing_email_needs_step_up_and_confirmation(service: AuthServic
                                       {"token": service.token_from_mail(new_email)})
     assert status == 200
     assert (await service.post("/login", {"email": new_email, "password": PASSWORD}))[0] == 200
+
+
+async def test_an_mfa_account_steps_up_with_its_factor_never_the_password_alone(
+    service: AuthService
+) -> None:
+    _, tokens, secret, _ = await enrolled(service)
+    token = tokens["access_token"]
+    service.clock.advance(6 * 60)
+    status, problem, _ = await service.post("/reauth", {"password": PASSWORD}, token=token)
+    assert status == 401 and problem["title"] == "Second factor required"
+    assert (await service.call("DELETE", "/mfa/totp", token))[0] == 401  # still not fresh
+    service.clock.advance(30)
+    status, _, _ = await service.post("/reauth", {
+        "password": "wrong password", "code": code_at(secret, service.clock.now)}, token=token)
+    assert status == 401
+    status, fresh, _ = await service.post("/reauth", {"code": code_at(secret, service.clock.now)},
+                                          token=token)
+    assert status == 200
+    assert jwt.decode(fresh["access_token"], options={"verify_signature": False})["amr"] == [
+        "otp"]
+    service.clock.advance(30)
+    status, both, _ = await service.post("/reauth", {
+        "password": PASSWORD, "code": code_at(secret, service.clock.now)}, token=token)
+    assert status == 200
+    assert jwt.decode(both["access_token"], options={"verify_signature": False})["amr"] == [
+        "pwd", "otp"]
+
+
+async def test_an_account_without_mfa_steps_up_with_its_password(service: AuthService) -> None:
+    _, tokens = await service.logged_in()
+    status, _, _ = await service.post("/reauth", {"code": "123456"},
+                                      token=tokens["access_token"])
+    assert status == 422
+    status, fresh, _ = await service.post("/reauth", {"password": PASSWORD},
+                                          token=tokens["access_token"])
+    assert status == 200
+    assert jwt.decode(fresh["access_token"], options={"verify_signature": False})["amr"] == [
+        "pwd"]

@@ -148,7 +148,7 @@ async def test_a_removal_by_another_replica_is_honoured_at_once(suite: Suite, ad
     await admin.execute("delete from tenant_api.memberships where org_id = $1 and user_id = $2",
                         uuid.UUID(org), uuid.UUID(member.id))  # as the other replica did
     nc = await connect(suite.auth.auth.nc.connected_url.geturl(), "other-replica")
-    await revoke_membership(nc.jetstream(), org, member.id)
+    await revoke_membership(nc.jetstream(), org, member.id, None)
     await nc.close()
     for _ in range(50):
         status, _ = await suite.call("GET", f"/orgs/{org}/projects", member.token)

@@ -8,7 +8,7 @@ from functools import partial
 import aiohttp
 from aiohttp import web
 
-from argus_auth import accounts, api_keys
+from argus_auth import accounts, api_keys, membership
 from argus_auth.background import Background
 from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
@@ -88,9 +88,15 @@ async def _auth_context(settings: Settings, config: AuthConfig,
         org_deletions = Consumer(nc.jetstream(), settings.xut_keys, durable=SERVICE,
                                  handler=partial(api_keys.org_deleted_handler, auth),
                                  subject=ORG_DELETED, batch=20)
+        memberships = Consumer(nc.jetstream(), settings.xut_keys,
+                               durable=f"{SERVICE}-memberships",
+                               handler=partial(membership.membership_events_handler, auth),
+                               subject=membership.MEMBER_EVENTS, batch=50)
         await org_deletions.start()
+        await memberships.start()
         yield
         await background.stop()  # before the pool, the mailer and the hashers go
+        await memberships.stop()
         await org_deletions.stop()
         for sub in subscriptions:
             await sub.unsubscribe()

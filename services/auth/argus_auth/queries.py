@@ -171,8 +171,10 @@ async def start_session(conn: Conn, values: dict[str, Any], refresh_hash: bytes,
     )
 
 
-async def session_by_id(conn: Conn, session_id: UUID) -> Row | None:
-    return await conn.fetchrow("select * from sessions where id = $1", session_id)
+async def session_by_id(conn: Conn, session_id: UUID, lock: bool = False) -> Row | None:
+    return await conn.fetchrow(
+        "select * from sessions where id = $1" + (" for update" if lock else ""), session_id
+    )
 
 
 async def insert_refresh(conn: Conn, token_hash: bytes, session_id: UUID, now: datetime) -> None:
@@ -182,17 +184,21 @@ async def insert_refresh(conn: Conn, token_hash: bytes, session_id: UUID, now: d
     )
 
 
+REFRESH_SESSION = """
+    select r.token_hash, r.used_at, r.successor, r.successor_ct, s.id as session_id,
+           s.user_id, s.org_id, s.role, s.amr, s.auth_time, s.expires_at, s.revoked_at
+    from refresh_tokens r join sessions s on s.id = r.session_id
+    where r.token_hash = $1
+"""
+
+
+async def refresh_session(conn: Conn, token_hash: bytes) -> Row | None:
+    """A refresh token and its session, read without a lock."""
+    return await conn.fetchrow(REFRESH_SESSION, token_hash)
+
+
 async def refresh_for_update(conn: Conn, token_hash: bytes) -> Row | None:
-    return await conn.fetchrow(
-        """
-        select r.token_hash, r.used_at, r.successor, r.successor_ct, s.id as session_id,
-               s.user_id, s.org_id, s.role, s.amr, s.auth_time, s.expires_at, s.revoked_at
-        from refresh_tokens r join sessions s on s.id = r.session_id
-        where r.token_hash = $1
-        for update of r, s
-        """,
-        token_hash,
-    )
+    return await conn.fetchrow(REFRESH_SESSION + " for update of r, s", token_hash)
 
 
 async def refresh_used(conn: Conn, token_hash: bytes) -> bool:
@@ -231,6 +237,16 @@ async def set_session_org(conn: Conn, session_id: UUID, org_id: UUID | None,
     await conn.execute(
         "update sessions set org_id = $2, role = $3 where id = $1", session_id, org_id, role
     )
+
+
+async def end_org_scope(conn: Conn, user_id: UUID, org_id: UUID) -> list[UUID]:
+    """A removed member's sessions lose the org (their next token is minted without it)."""
+    rows = await conn.fetch(
+        "update sessions set org_id = null, role = null"
+        " where user_id = $1 and org_id = $2 and revoked_at is null returning id",
+        user_id, org_id,
+    )
+    return [row["id"] for row in rows]
 
 
 async def sessions_of(conn: Conn, user_id: UUID, now: datetime) -> list[Row]:

@@ -8,7 +8,7 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from argus_auth import accounts, api_keys, mfa, orgs, queries, schemas, sessions
+from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions
 from argus_auth.core import Auth
 from argus_auth.events import Ctx
 from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
@@ -298,21 +298,24 @@ async def switch_org(request: web.Request) -> web.Response:
 
 # API keys ---------------------------------------------------------------------------------------
 
-def org_scope(request: web.Request) -> tuple[UUID, UUID, UUID]:
+async def org_scope(request: web.Request) -> tuple[UUID, UUID, UUID]:
     """(org, project, actor) for a route under /orgs/{org_id}/projects/{project_id}: another
-    org's path is a 404, whatever it holds."""
+    org's path is a 404, whatever it holds. The role is the member's role in tenant-api at this
+    moment (not the token's claim), and the project must exist in the org (else 404)."""
     claims = claims_of(request)
     org_id = uuid_param(request, "org_id")
+    project_id = uuid_param(request, "project_id")
     if claims.org is None or UUID(claims.org) != org_id:
         raise Problem(404, "not found")
     route = route_of(request)
-    if route is not None and route.roles and claims.role not in route.roles:
-        raise Problem(403, f"this needs one of the roles {', '.join(route.roles)} in the org")
-    return org_id, uuid_param(request, "project_id"), UUID(claims.sub)
+    await membership.require_role(auth_of(request), UUID(claims.sub), org_id, project_id,
+                                  route.roles if route else ADMIN_ROLES, claims.amr,
+                                  request.get(REQUEST_ID))
+    return org_id, project_id, UUID(claims.sub)
 
 
 async def create_api_key(request: web.Request) -> web.Response:
-    org_id, project_id, actor = org_scope(request)
+    org_id, project_id, actor = await org_scope(request)
     body = await parse_json(request, schemas.NewApiKey)
     secret, view = await api_keys.create(auth_of(request), org_id, project_id, actor, body.name,
                                          body.scopes, body.expires_in_days, ctx_of(request))
@@ -320,12 +323,12 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 
 async def list_api_keys(request: web.Request) -> web.Response:
-    org_id, project_id, actor = org_scope(request)
+    org_id, project_id, actor = await org_scope(request)
     return json(await api_keys.list_for_project(auth_of(request), org_id, project_id, actor))
 
 
 async def rotate_api_key(request: web.Request) -> web.Response:
-    org_id, project_id, actor = org_scope(request)
+    org_id, project_id, actor = await org_scope(request)
     body = await parse_json(request, schemas.RotateApiKey)
     secret, view = await api_keys.rotate(auth_of(request), org_id, project_id,
                                          uuid_param(request, "key_id"), actor,
@@ -334,7 +337,7 @@ async def rotate_api_key(request: web.Request) -> web.Response:
 
 
 async def revoke_api_key(request: web.Request) -> web.Response:
-    org_id, project_id, actor = org_scope(request)
+    org_id, project_id, actor = await org_scope(request)
     await api_keys.revoke(auth_of(request), org_id, project_id, uuid_param(request, "key_id"),
                           actor, ctx_of(request))
     return web.Response(status=204)

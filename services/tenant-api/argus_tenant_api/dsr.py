@@ -75,7 +75,8 @@ class DataSubjects:
                              actor=("user", str(user_id)), resource=("user", str(user_id)),
                              org_id=org["org_id"],
                              data={"reason": "account_deleted"})
-            await revoke_membership(self.nc.jetstream(), str(org["org_id"]), str(user_id))
+            await revoke_membership(self.nc.jetstream(), str(org["org_id"]), str(user_id),
+                                    None)
         due = datetime.now(UTC) + PURGE_WITHIN
         async with self.pool.acquire() as conn, conn.transaction():
             row = await queries.insert_deletion(conn, user_id, due,

@@ -154,7 +154,8 @@ async def change_member(request: web.Request) -> web.Response:
         await record(conn, SERVICE, ctx_of(request), "org.member.role_changed",
                      actor=scope.actor, resource=("user", str(target)), org_id=scope.org_id,
                      data={"from": before, "to": body.role})
-    await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target))
+    await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target),
+                            body.role)
     return json({"user_id": str(target), "role": body.role})
 
 
@@ -166,7 +167,8 @@ async def remove_member(request: web.Request) -> web.Response:
         request.app[ROLES_KEY].drop(scope.org_id, target)
         await record(conn, SERVICE, ctx_of(request), "org.member.removed", actor=scope.actor,
                      resource=("user", str(target)), org_id=scope.org_id, data={"role": role})
-    await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target))
+    await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target),
+                            None)
     return web.Response(status=204)
 
 
@@ -233,6 +235,9 @@ async def accept_invitation(request: web.Request) -> web.Response:
         await record(conn, SERVICE, ctx_of(request), "org.member.added",
                      actor=("user", str(user_id)), resource=("user", str(user_id)),
                      org_id=found["org_id"], data={"role": found["role"], "via": "invitation"})
+    # a member removed earlier is refused by role until the new membership is published
+    await revoke_membership(request.app[NATS_KEY].jetstream(), str(found["org_id"]),
+                            str(user_id), found["role"])
     return json({"org_id": str(found["org_id"]), "role": found["role"]})
 
 

@@ -3,6 +3,7 @@ tenant-api's own membership table, or an API key of that org), else 404; then th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -68,10 +69,13 @@ async def authorise(request: web.Request, conn: queries.Conn, roles: tuple[str, 
         return Scope(org_id, principal, None)
     cache = request.app[ROLES_KEY]
     user_id = UUID(principal.id)
-    role = cache.get(org_id, user_id) or await queries.role_of(conn, org_id, user_id)
+    role = cache.get(org_id, user_id)
     if role is None:
-        raise not_found()
-    cache.put(org_id, user_id, role)
+        read_at = time.time()
+        role = await queries.role_of(conn, org_id, user_id)
+        if role is None:
+            raise not_found()
+        cache.put(org_id, user_id, role, read_at)
     if role not in roles:
         raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
     return Scope(org_id, principal, role)
