@@ -157,8 +157,9 @@ async def main(seconds: float, concurrency: int, rounds: int) -> None:
     try:
         url = await infra.create_database(("auth",))
         stack = infra.stack(url)
+        # the breached-password check goes to the local range server (infra.hibp)
         env = {**stack.service_environment("auth"), "ARGUS_PORT": str(free_port()),
-               "ARGUS_HIBP_URL": "off", "ARGUS_RATE_LIMIT_IP_PER_MINUTE": "10000000",
+               "ARGUS_RATE_LIMIT_IP_PER_MINUTE": "10000000",
                "ARGUS_AUTH_IP_LIMIT_PER_MINUTE": "10000000",
                "ARGUS_AUTH_ACCOUNT_LIMIT_PER_MINUTE": "10000000",
                "ARGUS_LOG_LEVEL": "WARNING"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -11,16 +12,19 @@ from argus_shared.cli.stack import Stack
 from argus_shared.settings import Settings
 from support.infra import Infra, start_infra
 
+if TYPE_CHECKING:  # a plugin below: imported by pytest, so that it is assertion-rewritten
+    from support.hibp_server import HibpServer
+
 pytest_plugins = [
-    "support.auth_service", "support.suite", "support.audit_service", "support.webhooks_service",
-    "support.files_service",
+    "support.offline", "support.hibp_server", "support.auth_service", "support.suite",
+    "support.audit_service", "support.webhooks_service", "support.files_service", "pytester",
 ]
 
 
 @pytest.fixture(scope="session")
-def infra() -> Iterator[Infra]:
+def infra(hibp: HibpServer) -> Iterator[Infra]:
     workdir = Path(tempfile.mkdtemp(prefix="argus-test-"))
-    started = start_infra(workdir)
+    started = start_infra(workdir, hibp)
     yield started
     started.close()
 

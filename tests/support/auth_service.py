@@ -21,6 +21,7 @@ from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
 from argus_auth.routes import AUTH_KEY
 from argus_shared.settings import Settings
+from support.hibp_server import HibpServer
 
 PASSWORD = "correct horse battery staple"
 
@@ -123,8 +124,9 @@ def test_config(mailbox: Path, clock: Clock, **overrides: Any) -> AuthConfig:
 
 @pytest.fixture
 async def make_auth_service(
-    settings_for: Callable[..., Settings], tmp_path: Path
+    settings_for: Callable[..., Settings], tmp_path: Path, hibp: HibpServer
 ) -> AsyncIterator[Callable[..., Any]]:
+    """In-process auth services; their breached-password check asks the local range server."""
     servers: list[TestServer] = []
     sessions: list[aiohttp.ClientSession] = []
 
@@ -132,7 +134,8 @@ async def make_auth_service(
         clock = Clock()
         mailbox = tmp_path / f"mailbox-{len(servers)}"
         settings = settings_for("auth", **overrides.pop("env", {}))
-        app = create_app(settings, test_config(mailbox, clock, **overrides))
+        config = test_config(mailbox, clock, **{"hibp_url": hibp.url, **overrides})
+        app = create_app(settings, config)
         server = TestServer(app)
         await server.start_server()
         servers.append(server)

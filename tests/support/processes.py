@@ -1,4 +1,7 @@
-"""Real processes for tests: start one with an environment, wait for it, stop it, read output."""
+"""Real processes for tests: start one with an environment, wait for it, stop it, read output.
+
+Every process gets the breached-password check on loopback (the local range server that
+`support.hibp_server` runs, else off) and is refused any setting that points off this machine."""
 
 from __future__ import annotations
 
@@ -8,19 +11,30 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from argus_shared.runner import package_of
+from support.offline import assert_loopback_settings
 
 PYTHON = sys.executable
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
 
 
 def base_environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k in BASE_ENV_KEYS}
+    env = {k: v for k, v in os.environ.items() if k in BASE_ENV_KEYS}
+    env["ARGUS_HIBP_URL"] = os.environ.get("ARGUS_HIBP_URL") or "off"
+    return env
+
+
+def environ_for(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` over the base, checked: outside services only on loopback."""
+    full = {**base_environ(), **env}
+    assert_loopback_settings(full)
+    return full
 
 
 def service_command(service: str) -> list[str]:
@@ -34,9 +48,10 @@ class Proc:
 
     @classmethod
     def start(cls, argv: list[str], env: dict[str, str], log_path: Path) -> Proc:
+        full = environ_for(env)
         log = log_path.open("wb")
         popen = subprocess.Popen(
-            argv, env={**base_environ(), **env}, stdin=subprocess.DEVNULL, stdout=log,
+            argv, env=full, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
@@ -61,7 +76,7 @@ class Proc:
 def run_to_exit(argv: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
     """Run a command to its end; (exit code, stdout + stderr)."""
     done = subprocess.run(
-        argv, env={**base_environ(), **env}, capture_output=True, timeout=timeout, check=False,
+        argv, env=environ_for(env), capture_output=True, timeout=timeout, check=False,
         stdin=subprocess.DEVNULL,
     )
     return done.returncode, (done.stdout + done.stderr).decode(errors="replace")

@@ -30,6 +30,9 @@ class Stack:
     service_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
     env: str = "dev"
     host: str = "127.0.0.1"
+    # where auth's breached-password check goes: unset leaves auth's default (the public range
+    # API), except under ARGUS_ENV=test where it is off unless given
+    hibp_url: str | None = None
 
     def service_url(self, service: str) -> str:
         return f"http://{self.host}:{self.service_ports[service]}"
@@ -51,8 +54,13 @@ class Stack:
             "ARGUS_MAILBOX_DIR": str(self.mailbox),
             "ARGUS_FILES_DIR": str(self.secrets.directory.parent / "files"),
             "ARGUS_AUTH_URL": self.service_url("auth"),
-            **({"ARGUS_HIBP_URL": "off"} if self.env == "test" else {}),
+            **self._breach_check(),
         }
+
+    def _breach_check(self) -> dict[str, str]:
+        if self.hibp_url:
+            return {"ARGUS_HIBP_URL": self.hibp_url}
+        return {"ARGUS_HIBP_URL": "off"} if self.env == "test" else {}
 
     @property
     def mailbox(self) -> Path:
