@@ -1,21 +1,28 @@
 """`argus up` as a user runs it: a real supervisor process with embedded PostgreSQL and NATS,
-five services and the gateway; then stopped by SIGTERM or Ctrl-C (SIGINT)."""
+five services and the gateway; then stopped by SIGTERM or Ctrl-C (SIGINT). A service killed
+meanwhile is restarted; one that cannot start stops the suite."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from argus_shared.cli.stack import GATEWAY_PREFIXES
+from argus_shared.cli.supervisor import RestartPolicy
 from argus_shared.embedded import free_port, port_free
+from argus_shared.settings import SERVICES
+from support.hibp_server import HibpServer
 from support.processes import Proc
 
 ARGUS = str(Path(sys.executable).parent / "argus")
@@ -48,6 +55,16 @@ async def wait_for_banner(proc: Proc, timeout: float = 120) -> str:
             raise AssertionError(f"argus up exited {proc.popen.returncode}: {output}")
         await asyncio.sleep(0.2)
     raise AssertionError(f"argus up not ready in {timeout}s: {proc.output}")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory outside pytest's own temporary root: a pytest run starting meanwhile
+    makes that root private again (0700), and PostgreSQL, which runs as its own user when this
+    runs as root, could no longer reach its cluster."""
+    directory = Path(tempfile.mkdtemp(prefix="argus-up-"))
+    yield directory / "argus"
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def up_command(data_dir: Path, ports: dict[str, int]) -> list[str]:
@@ -97,8 +114,7 @@ async def stop_and_check(proc: Proc, sig: int, data_dir: Path, ports: dict[str, 
 
 
 @pytest.mark.timeout(300)
-async def test_argus_up_serves_the_suite_and_stops_cleanly(tmp_path: Path) -> None:
-    data_dir = tmp_path / "argus"
+async def test_argus_up_serves_the_suite_and_stops_cleanly(tmp_path: Path, data_dir: Path) -> None:
     ports = free_ports()
     gateway = f"http://127.0.0.1:{ports['gateway']}"
 
@@ -138,3 +154,115 @@ async def test_argus_up_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1
     assert f"port {ports['gateway']} is already in use" in output
+
+
+def test_restart_back_off_doubles_from_half_a_second_to_a_cap() -> None:
+    policy = RestartPolicy()
+    assert [policy.delay(n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert policy.delay(10_000) == 10
+    assert policy.stable_after == 30 and policy.max_startup_failures == 5
+
+
+def service_pids(data_dir: Path) -> dict[str, int]:
+    """What `argus up` wrote in <data-dir>/run/<service>.pid."""
+    return {path.stem: int(path.read_text()) for path in (data_dir / "run").glob("*.pid")}
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def eventually(what: str, check: Callable[[], bool], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+async def get(url: str) -> tuple[int, str, str]:
+    """(status, content type, body), or (0, "", error) when nothing answers."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(url) as response:
+                return response.status, response.content_type, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return 0, "", repr(exc)
+
+
+@pytest.mark.timeout(300)
+async def test_a_killed_service_is_restarted_while_the_others_keep_running(
+    tmp_path: Path, data_dir: Path, hibp: HibpServer
+) -> None:
+    ports = free_ports()
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    direct = f"http://127.0.0.1:{ports['base'] + SERVICES.index('auth')}"
+    proc = Proc.start(up_command(data_dir, ports), {}, tmp_path / "up.log")
+    try:
+        await wait_for_banner(proc)
+        before = service_pids(data_dir)
+        assert set(before) == set(SERVICES)
+        others = {s: pid for s, pid in before.items() if s != "auth"}
+
+        os.kill(before["auth"], signal.SIGKILL)
+        await eventually("auth reaped", lambda: not running(before["auth"]))
+        # gone, and its successor at least 0.5 s of back-off and a start-up away: the gateway
+        # still routes, and answers for auth with a problem meanwhile
+        status, content_type, body = await get(f"{gateway}/auth/healthz")
+        assert status in (502, 503) and content_type == "application/problem+json", body
+        assert "auth" in body
+
+        restarted = "argus: auth exited (signal 9); restarting in 0.5 s (restart 1)"
+        await eventually("the restart line", lambda: restarted in proc.output)
+        await eventually("auth back", lambda: "argus: auth is back" in proc.output)
+        after = service_pids(data_dir)
+        assert after["auth"] != before["auth"] and running(after["auth"])
+        assert f"argus: auth is back (pid {after['auth']})" in proc.output
+        # what the suite gives auth in a test: the local range server, never the public one
+        environ = Path(f"/proc/{after['auth']}/environ").read_bytes().split(b"\0")
+        assert f"ARGUS_HIBP_URL={hibp.url}".encode() in environ
+        for url in (f"{direct}/healthz", f"{gateway}/auth/healthz"):
+            assert (await get(url))[0] == 200, url
+        await check_suite(gateway)
+
+        assert {s: pid for s, pid in after.items() if s != "auth"} == others
+        assert all(running(pid) for pid in others.values())
+        assert proc.output.count(" exited (") == 1, proc.output
+        await stop_and_check(proc, signal.SIGTERM, data_dir, ports)
+        assert not (data_dir / "run").exists() or service_pids(data_dir) == {}
+    finally:
+        proc.kill()
+
+
+@pytest.mark.timeout(300)
+async def test_a_service_that_keeps_failing_at_start_up_stops_the_suite(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    ports = free_ports()
+    bad = {"ARGUS_AUTH_IP_LIMIT_PER_MINUTE": "0"}  # a setting only auth reads, out of range
+    proc = Proc.start(up_command(data_dir, ports), bad, tmp_path / "up.log")
+    try:
+        code = await asyncio.to_thread(proc.wait, 240)
+    finally:
+        proc.kill()
+    output = proc.output
+    assert code == 1, output
+    assert "Traceback" not in output and "Argus is up." not in output
+    lines = output.splitlines()
+    assert [line for line in lines if " exited (" in line] == [
+        f"argus: auth exited (exit code 2); restarting in {delay} s (restart {n})"
+        for n, delay in enumerate(("0.5", "1", "2", "4"), start=1)
+    ]
+    final = [line for line in lines if "giving up" in line]
+    assert len(final) == 1, output
+    assert final[0].startswith("argus: auth exited 5 times in a row before it was ready")
+    assert str(data_dir / "logs" / "auth.log") in final[0]
+    assert "ARGUS_AUTH_IP_LIMIT_PER_MINUTE" in final[0]  # the service's own last line
+    await asyncio.sleep(0.2)
+    assert processes_mentioning(str(data_dir)) == []
+    assert [p for p in (ports["gateway"], ports["pg"], ports["nats"]) if not port_free(p)] == []

@@ -1,48 +1,30 @@
 """`argus up`: infrastructure, migrations, the five services and the gateway, in one command.
 
 Children run in their own sessions (so a terminal's Ctrl-C reaches only this supervisor, which
-stops them in order) and die with it if it is killed. Shutdown takes well under 10 seconds:
-gateway, then services (SIGTERM, drained, killed after a deadline), then NATS and PostgreSQL.
+stops them in order) and die with it if it is killed. A service that exits is restarted with
+back-off (`supervisor`); one that keeps failing at start-up stops the suite. Shutdown takes well
+under 10 seconds: gateway, then services (SIGTERM, drained, killed after a deadline), then NATS
+and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.cli.stack import GATEWAY_PREFIXES, Stack
-from argus_shared.embedded import die_with_parent, require_port
+from argus_shared.cli.supervisor import ServiceSupervisor
+from argus_shared.embedded import require_port
 from argus_shared.gateway import create_gateway
-from argus_shared.runner import StartupError, package_of
 from argus_shared.settings import SERVICES
 
-READY_TIMEOUT = 60.0
 SERVICE_STOP_TIMEOUT = 5.0
-
-
-@dataclass
-class Child:
-    service: str
-    proc: asyncio.subprocess.Process
-    log_path: Path
-
-    def last_line(self) -> str:
-        with contextlib.suppress(OSError):
-            lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln]
-            if lines:
-                return lines[-1][-300:]
-        return "(no output)"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -54,23 +36,10 @@ def run(args: argparse.Namespace) -> None:
     try:
         asyncio.run(migrate_all(infra))
         stack = Stack(infra.secrets, infra.database_url, infra.nats_url, ports)
-        asyncio.run(_supervise(stack, args.port, data_dir / "logs", infra.notes))
+        asyncio.run(_supervise(stack, args.port, data_dir, infra.notes))
     finally:
         infra.stop()
     print("argus: stopped", flush=True)
-
-
-async def _start_child(stack: Stack, service: str, log_dir: Path) -> Child:
-    log_path = log_dir / f"{service}.log"
-    log = log_path.open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", package_of(service),
-        env={**_base_environ(), **stack.service_environment(service)},
-        stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-        start_new_session=True, preexec_fn=die_with_parent,
-    )
-    log.close()
-    return Child(service, proc, log_path)
 
 
 def _base_environ() -> dict[str, str]:
@@ -83,38 +52,43 @@ def _base_environ() -> dict[str, str]:
     }
 
 
-async def _wait_ready(stack: Stack, child: Child) -> None:
-    url = f"{stack.service_url(child.service)}/readyz"
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while time.monotonic() < deadline:
-            if child.proc.returncode is not None:
-                raise StartupError(f"{child.service} exited: {child.last_line()}")
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise StartupError(
-        f"{child.service} not ready within {READY_TIMEOUT:.0f}s: {child.last_line()}"
-    )
+def _supervisors(stack: Stack, data_dir: Path, stop: asyncio.Event) -> list[ServiceSupervisor]:
+    for directory in ("logs", "run"):
+        (data_dir / directory).mkdir(parents=True, exist_ok=True)
+    return [
+        ServiceSupervisor(
+            service, {**_base_environ(), **stack.service_environment(service)},
+            f"{stack.service_url(service)}/readyz", data_dir / "logs" / f"{service}.log",
+            data_dir / "run" / f"{service}.pid", stop,
+        )
+        for service in SERVICES
+    ]
 
 
-async def _stop_children(children: list[Child]) -> None:
-    for child in children:
-        if child.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.proc.send_signal(signal.SIGTERM)
-
-    async def reap(child: Child) -> None:
+async def _all_ready(supervisors: list[ServiceSupervisor], tasks: list[asyncio.Task[None]]) -> None:
+    """Until every service has been ready once; re-raise a supervisor's failure."""
+    for supervisor in supervisors:
+        ready = asyncio.ensure_future(supervisor.ready.wait())
         try:
-            await asyncio.wait_for(child.proc.wait(), SERVICE_STOP_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                child.proc.kill()
-            await child.proc.wait()
+            done, _ = await asyncio.wait([ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        for task in done - {ready}:
+            task.result()
 
-    await asyncio.gather(*(reap(child) for child in children))
+
+async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()
+
+
+async def _start_gateway(stack: Stack, port: int) -> web.AppRunner:
+    gateway = create_gateway({s: stack.service_url(s) for s in SERVICES}, GATEWAY_PREFIXES)
+    runner = web.AppRunner(gateway, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
 
 
 def _banner(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) -> str:
@@ -133,36 +107,30 @@ def _banner(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) ->
     return "\n".join(lines)
 
 
-async def _supervise(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) -> None:
-    log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
+async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: list[str]) -> None:
+    """Run the services (each restarted when it exits) and the gateway until a signal, or until
+    a service keeps failing at start-up; then stop the gateway and the services."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    children: list[Child] = []
+    supervisors = _supervisors(stack, data_dir, stop)
+    tasks = [asyncio.create_task(s.run(), name=f"supervise {s.service}") for s in supervisors]
     runner: web.AppRunner | None = None
     try:
-        children = [await _start_child(stack, service, log_dir) for service in SERVICES]
-        await _race(stop, asyncio.gather(*(_wait_ready(stack, c) for c in children)))
+        await _race(stop, _all_ready(supervisors, tasks))
         if stop.is_set():
             return
-        gateway = create_gateway(
-            {s: stack.service_url(s) for s in SERVICES}, GATEWAY_PREFIXES
-        )
-        runner = web.AppRunner(gateway, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", gateway_port).start()
-        print(_banner(stack, gateway_port, log_dir, notes), flush=True)
-        exited = [asyncio.ensure_future(c.proc.wait()) for c in children]
-        await _race(stop, asyncio.wait(exited, return_when=asyncio.FIRST_COMPLETED))
-        dead = [c for c in children if c.proc.returncode is not None]
-        if dead and not stop.is_set():
-            raise StartupError(f"{dead[0].service} exited: {dead[0].last_line()}")
+        runner = await _start_gateway(stack, gateway_port)
+        print(_banner(stack, gateway_port, data_dir / "logs", notes), flush=True)
+        await _race(stop, _first_failure(tasks))
     finally:
         print("argus: stopping", flush=True)
+        stop.set()
         if runner is not None:
             await runner.cleanup()
-        await _stop_children(children)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.stop_child(SERVICE_STOP_TIMEOUT) for s in supervisors))
 
 
 async def _race(stop: asyncio.Event, awaitable: object) -> None:
