@@ -4,21 +4,28 @@ the caller's real ids, random UUIDs or junk, query strings drawn from their sche
 odd `Idempotency-Key` headers. Whatever arrives, the answer is never a 5xx, and every 4xx is an
 `application/problem+json` body that names its status.
 
+Then malformed text, to every operation: each JSON body drawn from its schema is sent again with
+a byte order mark, and with invalid UTF-8 (overlong forms and encoded surrogates too), a lone
+surrogate escape, NUL or another control character inside one of its strings; each path
+parameter and query field gets percent-encoded NUL, controls and bytes that are not UTF-8.
+
 CI runs a few examples per operation with a fixed seed; `ARGUS_FULL=1` runs many, randomly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import os
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
+import yarl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -30,6 +37,7 @@ from support.webhooks_service import Webhooks
 
 FULL = bool(os.environ.get("ARGUS_FULL"))
 EXAMPLES = 150 if FULL else 8
+TEXT_EXAMPLES = 20 if FULL else 2  # valid bodies per operation, each sent once per corruption
 SKIPPED_PREFIXES = ("/internal/", "/metrics")
 # operations that would end the caller's own session or org mid-run (their refusals are tested
 # where they live); everything else is fuzzed with the caller's real ids
@@ -41,6 +49,15 @@ JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.text(max_size=12), children, max_size=4), max_leaves=12)
+# put inside one string of a valid body: bytes that are not UTF-8 (invalid, overlong, an
+# encoded surrogate, truncated), then JSON escapes of lone surrogates and unwanted controls
+CORRUPTIONS = [b"\xff", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xe2\x82",
+               b"\\ud800", b"\\udc00", b"\\u0000", b"a\\u0000", b"\\u001b", b"\\u007f",
+               b"\\u0085", b"\\n", b"\\r\\n", b"\\t", b"\\u2028", b"\\u202e"]
+# path segments and query values, already percent-encoded
+ENCODED_TEXT = ["%00", "a%00b", "a%0Ab", "%0D%0A", "%1B", "%7F", "%C2%85", "%E2%80%AE", "%FF",
+                "%C0%AF", "%ED%A0%80", "%EF%BB%BFx"]
+MARK = "\ue000mark\ue000"  # where a corruption goes (private use: no schema makes it)
 
 
 @dataclass
@@ -130,12 +147,111 @@ def problems_of(target: Target, method: str, template: str, operation: dict[str,
     return found
 
 
-async def fuzz(target: Target, http: Any, statuses: Counter[int]) -> list[str]:
+def judged(reply: Reply, what: str) -> list[str]:
+    """What is wrong with one answer: a 5xx, or a 4xx that is not a problem document."""
+    what = f"{what} -> {reply.status} {reply.body[:300]!r}"
+    if reply.status >= 500:
+        return [what]
+    if reply.status >= 400 and (reply.content_type != "application/problem+json"
+                                or json.loads(reply.body)["status"] != reply.status):
+        return [f"not a problem document: {what}"]
+    return []
+
+
+def string_leaves(value: Any) -> int:
+    if isinstance(value, str):
+        return 1
+    if isinstance(value, dict):
+        return sum(string_leaves(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(string_leaves(v) for v in value)
+    return 0
+
+
+def marked(value: Any, index: int) -> tuple[Any, int]:
+    """`value` with MARK appended to its `index`-th string; and how many strings were passed."""
+    if isinstance(value, str):
+        return (value + MARK if index == 0 else value), 1
+    if not isinstance(value, dict | list):
+        return value, 0
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    out: dict[Any, Any] = {}
+    seen = 0
+    for key, item in items:
+        out[key], passed = marked(item, index - seen)
+        seen += passed
+    return (out if isinstance(value, dict) else list(out.values())), seen
+
+
+def corrupted_bodies(value: Any, leaf: int) -> list[bytes]:
+    """The body with a BOM, then with each corruption inside one of its strings (a new member
+    when it has none)."""
+    count = string_leaves(value)
+    if count:
+        value, _ = marked(value, leaf % count)
+    elif isinstance(value, dict):
+        value = {**value, "note": MARK}
+    else:
+        value = [value, MARK]
+    text = json.dumps(value, ensure_ascii=False).encode()
+    return [codecs.BOM_UTF8 + text.replace(MARK.encode(), b"")] + [
+        text.replace(MARK.encode(), corruption) for corruption in CORRUPTIONS]
+
+
+def query_fields(spec: dict[str, Any], operation: dict[str, Any]) -> list[str]:
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "query":
+            schema = parameter["schema"]
+            if "$ref" in schema:
+                schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+            return list(schema.get("properties", {}))
+    return []
+
+
+def text_problems_of(target: Target, method: str, template: str, operation: dict[str, Any],
+                     send: Callable[..., Reply]) -> list[str]:
+    """Malformed text to one operation (runs in a worker thread): every answer is judged."""
+    found: list[str] = []
+    headers = {"Authorization": f"Bearer {target.token}", "Content-Type": "application/json",
+               "Idempotency-Key": "fuzz-text"}
+    real = {name: quote(target.ids.get(name, "x"), safe="")
+            for name in (part[1:-1] for part in template.split("/") if part.startswith("{"))}
+
+    def attempt(path: str, body: bytes, raw_query: str = "") -> None:
+        url = f"{target.base}{path}" + (f"?{raw_query}" if raw_query else "")
+        found.extend(judged(send(method, url, body, {}, headers),
+                            f"{method} {url} {body[:200]!r}"))
+
+    for name in real:
+        for encoded in ENCODED_TEXT:
+            attempt(template.format(**{**real, name: encoded}), b"")
+    for field in query_fields(target.spec, operation):
+        for encoded in ENCODED_TEXT:
+            attempt(template.format(**real), b"", f"{field}={encoded}")
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is not None:
+        bodies = from_schema(resolved(target.spec, content["schema"]))
+
+        @settings(max_examples=TEXT_EXAMPLES, deadline=None, database=None,
+                  derandomize=not FULL, suppress_health_check=list(HealthCheck))
+        @given(value=bodies, leaf=st.integers(min_value=0, max_value=20))
+        def corrupt(value: Any, leaf: int) -> None:
+            for body in corrupted_bodies(value, leaf):
+                attempt(template.format(**real), body)
+
+        corrupt()
+    return found
+
+
+async def fuzz(target: Target, http: Any, statuses: Counter[int],
+               runner: Callable[..., list[str]] | None = None) -> list[str]:
     loop = asyncio.get_running_loop()
 
     async def request(method: str, url: str, body: bytes, query: dict[str, str],
                       headers: dict[str, str]) -> Reply:
-        async with http.request(method, url, data=body, params=query,
+        if query:
+            url = f"{url}?{urlencode(query, quote_via=quote)}"
+        async with http.request(method, yarl.URL(url, encoded=True), data=body,
                                 headers=headers) as response:
             statuses[response.status] += 1
             return Reply(response.status, response.content_type, await response.read())
@@ -146,8 +262,8 @@ async def fuzz(target: Target, http: Any, statuses: Counter[int]) -> list[str]:
 
     problems: list[str] = []
     for method, template, operation in operations(target.spec):
-        problems += await asyncio.to_thread(problems_of, target, method, template, operation,
-                                            send)
+        problems += await asyncio.to_thread(runner or problems_of, target, method, template,
+                                            operation, send)
     return problems
 
 
@@ -167,6 +283,32 @@ async def spec_of(suite: Suite, base: str) -> dict[str, Any]:
 async def test_no_input_gets_a_5xx_and_every_4xx_is_a_problem(
     suite: Suite, audit: Audit, webhooks: Webhooks, files: Files, service: str
 ) -> None:
+    target = await target_of(service, suite, audit, webhooks, files)
+    statuses: Counter[int] = Counter()
+    problems = await fuzz(target, suite.http, statuses)
+    print(f"{service}: {sum(statuses.values())} requests, by status {sorted(statuses.items())}")
+    assert not problems, "\n".join(problems)
+    assert any(200 <= status < 300 for status in statuses), "nothing got past validation"
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning")
+@pytest.mark.parametrize("service", ["auth", "tenant-api", "audit", "webhooks", "files"])
+async def test_malformed_text_never_gets_a_5xx(
+    suite: Suite, audit: Audit, webhooks: Webhooks, files: Files, service: str
+) -> None:
+    target = await target_of(service, suite, audit, webhooks, files)
+    statuses: Counter[int] = Counter()
+    problems = await fuzz(target, suite.http, statuses, text_problems_of)
+    print(f"{service}: {sum(statuses.values())} requests, by status {sorted(statuses.items())}")
+    assert not problems, "\n".join(problems[:40])
+    assert statuses[400] and statuses[422], "the corruptions never reached the checks"
+
+
+async def target_of(service: str, suite: Suite, audit: Audit, webhooks: Webhooks,
+                    files: Files) -> Target:
+    """A fresh org with one of everything, and the service's spec and caller."""
     owner = await suite.user()
     org = await suite.org(owner)
     member = await suite.member(org, owner, "member")
@@ -182,9 +324,4 @@ async def test_no_input_gets_a_5xx_and_every_4xx_is_a_problem(
     bases = {"auth": suite.auth.base, "tenant-api": suite.tenant, "audit": audit.base,
              "webhooks": webhooks.base, "files": files.base}
     token = owner.token if service == "tenant-api" else scoped
-    target = Target(bases[service], await spec_of(suite, bases[service]), token, ids)
-    statuses: Counter[int] = Counter()
-    problems = await fuzz(target, suite.http, statuses)
-    print(f"{service}: {sum(statuses.values())} requests, by status {sorted(statuses.items())}")
-    assert not problems, "\n".join(problems)
-    assert any(200 <= status < 300 for status in statuses), "nothing got past validation"
+    return Target(bases[service], await spec_of(suite, bases[service]), token, ids)

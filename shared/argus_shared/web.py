@@ -1,9 +1,10 @@
 """`build_app`: the middleware stack and standard endpoints every service shares.
 
 Middlewares, outermost first: request context (request id, access log, request metrics,
-security headers, CORS), any extra ones (tracing), problem+json errors, rate limits, the
-X-User-Token check. Standard endpoints: `/healthz` (the process is alive), `/readyz` (its
-dependencies answer), `/metrics` and `/openapi.json`.
+security headers, CORS, a 400 for headers or a path that are not UTF-8 text), any extra ones
+(tracing), problem+json errors, rate limits, the X-User-Token check. Standard endpoints:
+`/healthz` (the process is alive), `/readyz` (its dependencies answer), `/metrics` and
+`/openapi.json`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from argus_shared.ratelimit import RateLimiter
 from argus_shared.request import CLIENT_IP, REQUEST_ID, XUT_CLAIMS
 from argus_shared.routing import Route, add_routes, route_of, template_of
 from argus_shared.settings import Settings
-from argus_shared.validation import MAX_BODY_KEY
+from argus_shared.validation import MAX_BODY_KEY, unreadable_request
 
 access_log = logging.getLogger("argus.access")
 log = logging.getLogger("argus.web")
@@ -126,6 +127,8 @@ async def context_middleware(request: web.Request, handler: Any) -> web.StreamRe
     try:
         if request.method == "OPTIONS" and settings.cors_origin:
             response: web.StreamResponse = _preflight(request, settings.cors_origin)
+        elif (unreadable := unreadable_request(request)) is not None:
+            response = problem_response(unreadable, request)
         else:
             response = await handler(request)
         status = response.status

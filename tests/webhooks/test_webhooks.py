@@ -172,7 +172,7 @@ async def test_410_gone_disables_the_endpoint(webhooks: Webhooks) -> None:
     ("https://127.0.0.1:9/hook", "loopback"), ("https://10.1.2.3/x", "private"),
     ("https://169.254.169.254/latest/meta-data", "metadata"), ("https://[::1]/x", "loopback"),
     ("https://localhost/x", "loopback"), ("http://example.com/x", "https"),
-    ("not a url", "not an http"), ("https://user:pw@example.com/x", "credentials"),
+    ("not-a-url", "not an http"), ("https://user:pw@example.com/x", "credentials"),
     ("https://[::ffff:10.0.0.1]/x", "private"), ("https://0.0.0.0/x", "unspecified"),
 ])
 async def test_endpoints_that_reach_inside_are_refused(suite: Suite, settings_for: Any,

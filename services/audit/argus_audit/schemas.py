@@ -7,18 +7,19 @@ from typing import Annotated
 
 import msgspec
 
-from argus_shared.validation import Strict
+from argus_shared.validation import END, SingleLine, Strict
 
-Action = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$", max_length=100)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Action = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+" + END,
+                                     max_length=100)]
+Filter = Annotated[SingleLine, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class EventsQuery(Strict):
-    actor: Text | None = None
+    actor: Filter | None = None
     action: Action | None = None
-    resource_type: Text | None = None
-    resource_id: Text | None = None
+    resource_type: Filter | None = None
+    resource_id: Filter | None = None
     since: datetime | None = None
     until: datetime | None = None
-    cursor: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,18}$")] | None = None
+    cursor: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,18}" + END)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100

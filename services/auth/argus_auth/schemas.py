@@ -7,14 +7,14 @@ from typing import Annotated
 import msgspec
 
 from argus_shared.emails import EmailText
-from argus_shared.validation import Strict, UuidText
+from argus_shared.validation import END, Name, Strict, TokenText, UuidText
 
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 AnyPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Token = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
-Code = Annotated[str, msgspec.Meta(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z -]+$")]
-Scope = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z-]{1,30}:(read|write)$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Token = Annotated[TokenText, msgspec.Meta(min_length=16, max_length=128)]
+Code = Annotated[str, msgspec.Meta(min_length=6, max_length=32,
+                                   pattern=r"^[0-9A-Za-z -]+" + END)]
+Scope = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z-]{1,30}:(read|write)" + END)]
 
 
 class SignUp(Strict):

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import msgspec
 
-from argus_shared.validation import Strict
+from argus_shared.validation import SingleLine, Strict, TokenText
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Name = Annotated[SingleLine, msgspec.Meta(min_length=1, max_length=255)]
 
 
 class UploadQuery(Strict):
@@ -17,7 +17,7 @@ class UploadQuery(Strict):
 
 
 class PageQuery(Strict):
-    cursor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    cursor: Annotated[TokenText, msgspec.Meta(max_length=200)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
 
 

@@ -5,20 +5,22 @@ well formed to its closing boundary, else 400."""
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from argus_shared.errors import Problem
-from argus_shared.validation import too_large
+from argus_shared.validation import NOT_SINGLE_LINE, too_large, undecodable
 
 CHUNK = 256 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers a multipart body may add
 DEFAULT_NAME = "upload"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# what aiohttp's multipart reader raises for a part it cannot parse (a part header with a NUL
+# is an HttpProcessingError)
+MALFORMED_PARTS = (ValueError, AssertionError, RuntimeError, KeyError, HttpProcessingError)
 
 
 @dataclass
@@ -31,12 +33,20 @@ def malformed(detail: str) -> Problem:
     return Problem(400, detail, title="Malformed upload")
 
 
+def malformed_part(exc: Exception) -> Problem:
+    reason = exc.message if isinstance(exc, HttpProcessingError) else exc
+    return malformed(f"malformed multipart body: {reason}")
+
+
 def clean_name(raw: str | None) -> str:
-    """A file name as metadata: the last path segment, NFC, no control or bidi characters."""
+    """A file name as metadata: the last path segment, NFC, UTF-8, nothing `SingleLine`
+    refuses (controls, line separators, bidi overrides)."""
     if raw is None:
         return DEFAULT_NAME
+    if undecodable(raw):
+        raise Problem(400, "the file name is not UTF-8", title="Invalid file name")
     name = unicodedata.normalize("NFC", raw.replace("\\", "/").rsplit("/", 1)[-1]).strip()
-    if _CONTROL.search(name):
+    if NOT_SINGLE_LINE.search(name):
         raise Problem(422, "the file name has control characters", title="Invalid file name")
     if not name or name in (".", ".."):
         return DEFAULT_NAME
@@ -75,8 +85,8 @@ async def _multipart(request: web.Request, limit: int) -> Source:
     try:
         reader = await request.multipart()
         part = await reader.next()
-    except (ValueError, AssertionError, RuntimeError, KeyError) as exc:
-        raise malformed(f"malformed multipart body: {exc}") from None
+    except MALFORMED_PARTS as exc:
+        raise malformed_part(exc) from None
     if not isinstance(part, BodyPartReader) or part.name != "file" or part.filename is None:
         raise malformed("send exactly one part named 'file' with a filename")
     return Source(clean_name(part.filename), _counted(_part_chunks(reader, part), limit))
@@ -87,7 +97,7 @@ async def _part_chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIt
         while chunk := await part.read_chunk(CHUNK):
             yield chunk
         rest = await reader.next()
-    except (ValueError, AssertionError, RuntimeError, KeyError) as exc:
-        raise malformed(f"malformed multipart body: {exc}") from None
+    except MALFORMED_PARTS as exc:
+        raise malformed_part(exc) from None
     if rest is not None or not reader.at_eof():
         raise malformed("send exactly one part named 'file' with a filename")

@@ -7,10 +7,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from argus_shared.emails import EmailText
-from argus_shared.validation import Strict
+from argus_shared.validation import END, Name, Strict, Text, TokenText
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?" + END)]
 Plan = Literal["free", "pro", "team", "enterprise"]
 Role = Literal["owner", "admin", "member", "viewer"]
 InviteRole = Literal["admin", "member", "viewer"]
@@ -40,7 +39,7 @@ class NewInvitation(Strict):
 
 
 class AcceptInvitation(Strict):
-    token: Annotated[str, msgspec.Meta(min_length=20, max_length=100)]
+    token: Annotated[TokenText, msgspec.Meta(min_length=20, max_length=100)]
 
 
 class NewProject(Strict):
@@ -49,11 +48,11 @@ class NewProject(Strict):
 
 class Money(Strict):
     amount_cents: Cents
-    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    description: Annotated[Text, msgspec.Meta(max_length=200)] = ""
 
 
 class EntriesQuery(Strict):
-    cursor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    cursor: Annotated[TokenText, msgspec.Meta(max_length=200)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
 
 

@@ -19,10 +19,10 @@ from argus_shared.errors import Problem
 from argus_shared.outbox import Ctx, record
 from argus_shared.request import CLIENT_IP, REQUEST_ID
 from argus_shared.routing import Route
-from argus_shared.validation import parse_json, read_body
+from argus_shared.validation import NOT_SINGLE_LINE, decode, parse_json, read_body
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 from argus_webhooks import excerpt, queries, schemas, signing, ssrf
-from argus_webhooks.config import CONFIG_KEY
+from argus_webhooks.config import CONFIG_KEY, Provider
 from argus_webhooks.delivery import secret_context
 
 SERVICE = "webhooks"
@@ -215,27 +215,38 @@ async def inbound(request: web.Request) -> web.Response:
     if provider is None:
         raise Problem(404, "not found")
     body = await read_body(request, request.app[SETTINGS_KEY].max_body_bytes)
-    try:
-        if provider.scheme == "stripe":
-            signing.verify_stripe(request.headers.get("Stripe-Signature"), body, provider.secret,
-                                  time.time(), config.tolerance_seconds)
-            event_id = str(msgspec.json.decode(body).get("id", ""))
-        else:
-            event_id = signing.verify_standard(request.headers, body, provider.secret,
-                                               time.time(), config.tolerance_seconds)
-    except signing.BadSignature as exc:
-        raise Problem(401, f"the webhook is refused: {exc}", title="Bad signature") from None
-    except (msgspec.DecodeError, AttributeError):
-        raise Problem(400, "the body is not a JSON object") from None
-    if not event_id or len(event_id) > 200:
-        raise Problem(400, "the event has no id")
+    event_id, payload = _verified_event(request, provider, body)
     async with request.app[POOL_KEY].acquire() as conn, conn.transaction():
         if not await queries.insert_inbound(conn, provider.name, event_id):
             raise Problem(409, "this event was already received", title="Replay")
         await record(conn, SERVICE, ctx_of(request), "webhooks.inbound.received",
                      actor=("provider", provider.name), resource=("inbound_event", event_id),
-                     data={"provider": provider.name, "payload": msgspec.json.decode(body)})
+                     data={"provider": provider.name, "payload": payload})
     return json({"status": "received"})
+
+
+def _verified_event(request: web.Request, provider: Provider, body: bytes
+                    ) -> tuple[str, dict[str, Any]]:
+    """The id and payload of a correctly signed event: 401 for a bad signature, then the
+    shared JSON checks (400 for a body that is not UTF-8 JSON, 422 for one that is not an
+    object), then 400 for an id that is missing, too long or not one line of text."""
+    config = request.app[CONFIG_KEY]
+    event_id: str | None = None
+    try:
+        if provider.scheme == "stripe":
+            signing.verify_stripe(request.headers.get("Stripe-Signature"), body, provider.secret,
+                                  time.time(), config.tolerance_seconds)
+        else:
+            event_id = signing.verify_standard(request.headers, body, provider.secret,
+                                               time.time(), config.tolerance_seconds)
+    except signing.BadSignature as exc:
+        raise Problem(401, f"the webhook is refused: {exc}", title="Bad signature") from None
+    payload = decode(body, dict[str, Any])
+    if event_id is None:
+        event_id = str(payload.get("id", ""))
+    if not event_id or len(event_id) > 200 or NOT_SINGLE_LINE.search(event_id):
+        raise Problem(400, "the event has no id of 1-200 characters on one line")
+    return event_id, payload
 
 
 ORG = "/orgs/{org_id}/webhooks"

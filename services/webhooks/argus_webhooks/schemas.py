@@ -6,23 +6,24 @@ from typing import Annotated
 
 import msgspec
 
-from argus_shared.validation import Strict
+from argus_shared.validation import END, Strict, Text, UrlText
 
-EventType = Annotated[str, msgspec.Meta(pattern=r"^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*)$",
+EventType = Annotated[str, msgspec.Meta(pattern=r"^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*)" + END,
                                         max_length=100)]
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000)]
+Url = Annotated[UrlText, msgspec.Meta(min_length=8, max_length=2000)]
+Description = Annotated[Text, msgspec.Meta(max_length=500)]
 
 
 class NewEndpoint(Strict):
     url: Url
     event_types: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=50)]
-    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    description: Description = ""
 
 
 class EndpointChanges(Strict):
     url: Url | None = None
     event_types: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=50)] | None = None
-    description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    description: Description | None = None
     enabled: bool | None = None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from argus_shared.validation import NOT_URL
 from argus_webhooks.config import Network, Resolve
 from argus_webhooks.ranges import METADATA, IPAddress, embedded_ipv4, special
 
@@ -23,19 +25,56 @@ class Refused(Exception):
     """The target is not allowed; the message says why."""
 
 
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+_NUMERIC = re.compile(r"0x[0-9a-f]*|[0-9]+")
+
+
 def check_url(url: str, https_only: bool) -> tuple[str, int]:
-    parts = urlsplit(url)
+    """The host and port of an http(s) URL (https only if asked) with a well-formed host and
+    no credentials, or Refused. Whitespace and controls are refused anywhere: urlsplit drops
+    CR, LF and tab silently, but the URL as stored and requested would keep them."""
+    if NOT_URL.search(url):
+        raise Refused("the URL has whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed "[", a bad IP literal, NFKC tricks such as U+FF20
+        raise Refused(f"the URL is malformed ({exc})") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise Refused("not an http(s) URL with a host")
     if https_only and parts.scheme != "https":
         raise Refused("only https URLs are accepted")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise Refused("credentials in the URL are not accepted")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise Refused("the port is not valid") from None
+    _check_host(parts.hostname, bracketed="[" in parts.netloc)
     return parts.hostname, port
+
+
+def _check_host(host: str, bracketed: bool) -> None:
+    if bracketed:
+        if "%" in host:
+            raise Refused("an IPv6 zone is not accepted")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise Refused("the host is not an IPv6 address") from None
+        return
+    if not host.isascii():
+        raise Refused("the host name is not ASCII: give an internationalised one in its xn-- "
+                      "form")
+    name = host.removesuffix(".")
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise Refused("the host name is not valid")
+    if _NUMERIC.fullmatch(labels[-1]):
+        # resolvers read 1.2.3, 0x7f.1 and 017.0.0.1 as addresses: only dotted quads are taken
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            raise Refused("a numeric host must be a dotted-quad IPv4 address") from None
 
 
 def refused_reason(address: IPAddress, allow: Sequence[Network]) -> str | None:
