@@ -6,7 +6,9 @@ gateway (nginx / ingress-nginx) does.
 - streams request and response bodies (nothing is buffered whole);
 - strips every `X-User-Token` a client sends, and hop-by-hop headers;
 - never routes `/internal/*` or `/metrics` of any service, however the path is spelled
-  (percent-encoding, case, dot segments, doubled slashes, encoded slashes).
+  (percent-encoding, case, dot segments, doubled slashes, encoded slashes);
+- logs as the services do (JSON, secrets redacted, HTTP parser errors without the client's
+  bytes) unless the process that serves it already routes its logs somewhere.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+
+from argus_shared.logs import ensure_logging
 
 log = logging.getLogger("argus.gateway")
 
@@ -137,6 +141,7 @@ async def _client_session(app: web.Application) -> object:
 
 def create_gateway(services: Mapping[str, str], prefixes: Mapping[str, str]) -> web.Application:
     """`services`: service name -> base URL; `prefixes`: first path segment -> service name."""
+    ensure_logging("gateway")
     app = web.Application()  # bodies stream through request.content, never read whole
     app[UPSTREAMS_KEY] = {"services": dict(services), "prefixes": dict(prefixes)}
     app.cleanup_ctx.append(_client_session)

@@ -25,7 +25,7 @@ from aiohttp import web
 from argus_shared import db, xut
 from argus_shared.access import AccessVerifier, ApiKeys, JwksCache, Revocations
 from argus_shared.embedded import port_free
-from argus_shared.logs import setup_logging
+from argus_shared.logs import scrub, setup_logging
 from argus_shared.migrate import MigrationError, migrate, migrations_for
 from argus_shared.nats import NatsUnavailable, connect, ensure_stream
 from argus_shared.nats import request as nats_request
@@ -209,7 +209,7 @@ def service_app(
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    print(f"argus: {message}", file=sys.stderr, flush=True)
+    print(f"argus: {scrub(message)}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
 
