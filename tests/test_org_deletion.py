@@ -78,8 +78,9 @@ async def test_a_deleted_org_stops_working_everywhere_and_is_purged_everywhere(
                           headers: dict[str, str] = headers) -> bool:
             return await status_of(suite, method, url, headers) in (401, 404)
         await eventually(refused, f"{method} {url} refused", seconds=2)
-    status, _ = await suite.call("GET", f"/orgs/{org}", owner.token)
-    assert status == 404
+    assert (await suite.call("GET", f"/orgs/{org}", owner.token))[0] == 401  # org revoked
+    status, _, _ = await suite.auth.post("/orgs/switch", {"org_id": org}, token=owner.plain)
+    assert status == 404  # and no new token for it
 
     async def purged_by_services() -> bool:
         return [await count(admin, table, org) for table in

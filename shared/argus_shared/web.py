@@ -42,6 +42,7 @@ from argus_shared.openapi import build_openapi
 from argus_shared.ratelimit import RateLimiter
 from argus_shared.request import CLIENT_IP, REQUEST_ID, XUT_CLAIMS
 from argus_shared.routing import Route, add_routes, route_of, template_of
+from argus_shared.scoping import check_declarations
 from argus_shared.settings import Settings
 from argus_shared.validation import MAX_BODY_KEY, unreadable_request
 
@@ -324,6 +325,7 @@ def build_app(
         handler_args={"max_field_size": 16384},
     )
     all_routes = [*standard_endpoints(), *routes]
+    check_declarations(all_routes)
     app[SETTINGS_KEY] = settings
     app[MAX_BODY_KEY] = settings.max_body_bytes
     app[METRICS_KEY] = Metrics.create(settings.service)

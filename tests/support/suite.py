@@ -26,8 +26,9 @@ Json = Any
 class User:
     email: str
     id: str
-    token: str  # not scoped to an org
+    token: str  # the current token: scoped to the org the user last created or joined
     refresh: str
+    plain: str = ""  # the login's token, with no active org
 
 
 @dataclass
@@ -57,17 +58,22 @@ class Suite:
     async def user(self, email: str | None = None) -> User:
         email, tokens = await self.auth.logged_in(email)
         _, me = await self.auth.call("GET", "/me", tokens["access_token"])
-        return User(email, me["id"], tokens["access_token"], tokens["refresh_token"])
+        return User(email, me["id"], tokens["access_token"], tokens["refresh_token"],
+                    tokens["access_token"])
 
     async def org(self, owner: User, slug: str | None = None) -> str:
         slug = slug or f"o-{uuid.uuid4().hex[:10]}"
-        status, org = await self.call("POST", "/orgs", owner.token, {"name": slug, "slug": slug})
+        status, org = await self.call("POST", "/orgs", owner.plain or owner.token,
+                                      {"name": slug, "slug": slug})
         assert status == 201, org
+        owner.token = await self.switch(owner, org["org_id"])
         return org["org_id"]
 
     async def switch(self, user: User, org_id: str) -> str:
+        """A token of the user's login session scoped to the org (asked with the login's own
+        token, which no membership change revokes)."""
         status, body, _ = await self.auth.post("/orgs/switch", {"org_id": org_id},
-                                               token=user.token)
+                                               token=user.plain or user.token)
         assert status == 200, body
         return body["access_token"]
 
@@ -80,6 +86,7 @@ class Suite:
         status, body = await self.call("POST", "/invitations/accept", user.token,
                                        {"token": invited["token"]})
         assert status == 200, body
+        user.token = await self.switch(user, org_id)
         return user
 
     async def project(self, org_id: str, owner: User) -> str:

@@ -6,7 +6,8 @@ signs a retention checkpoint at the last link it removes, so verification still 
 
 from __future__ import annotations
 
-from argus_audit.app import SERVICE, create_app
+from argus_audit import SERVICE
+from argus_audit.app import create_app
 from argus_audit.maintenance import prune
 from argus_shared import db, runner
 from argus_shared.settings import OWNER_ROLE, ConfigError, Settings

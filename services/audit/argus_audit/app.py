@@ -11,7 +11,7 @@ from functools import partial
 from aiohttp import web
 from prometheus_client import Gauge
 
-from argus_audit import maintenance, rpc
+from argus_audit import SERVICE, maintenance, rpc
 from argus_audit.ingest import Ingest, Metrics
 from argus_audit.routes import ROUTES
 from argus_shared.consumer import Consumer
@@ -21,7 +21,6 @@ from argus_shared.runner import service_app, user_authentication
 from argus_shared.settings import ConfigError, Env, Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
 
-SERVICE = "audit"
 DURABLE = "audit"
 # events per batch: each batch is one transaction (three statements and a commit), so a
 # larger one spreads that fixed cost; 1000 measured ~20% faster than 500 (bench/audit_ingest.py)

@@ -10,42 +10,30 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from argus_audit import chain, queries, schemas
+from argus_audit import SERVICE, chain, queries, schemas
 from argus_audit.verify import verify_chain
-from argus_shared import db
+from argus_shared import db, scoping
 from argus_shared.access import PRINCIPAL
 from argus_shared.errors import Problem
-from argus_shared.outbox import Ctx, record
-from argus_shared.request import CLIENT_IP, REQUEST_ID
+from argus_shared.handlers import ctx_of
+from argus_shared.outbox import record
 from argus_shared.routing import Route
 from argus_shared.validation import parse_query
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 
-SERVICE = "audit"
 VIEWERS = ("owner", "admin")
 SCOPES = ("audit:read",)
 
 
 def org_scope(request: web.Request) -> UUID:
-    """The path's org, if it is the caller's and the caller may read its log; else 404/403."""
-    principal = request[PRINCIPAL]
-    try:
-        org_id = UUID(request.match_info["org_id"])
-    except ValueError:
-        raise Problem(404, "not found") from None
-    if principal.org is None or UUID(principal.org) != org_id:
-        raise Problem(404, "not found")
-    if principal.kind == "user" and principal.role not in VIEWERS:
-        raise Problem(403, "the audit log is for org owners and admins")
-    return org_id
+    return scoping.org_scope(request).org_id
 
 
 async def viewed(request: web.Request, org_id: UUID, what: str, **data: Any) -> None:
     principal = request[PRINCIPAL]
-    ctx = Ctx(ip=request.get(CLIENT_IP), user_agent=request.headers.get("User-Agent"),
-              request_id=request.get(REQUEST_ID))
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
-        await record(conn, SERVICE, ctx, "audit.log.viewed", actor=(principal.kind, principal.id),
+        await record(conn, SERVICE, ctx_of(request), "audit.log.viewed",
+                     actor=(principal.kind, principal.id),
                      resource=("audit_log", what), org_id=org_id, data=data)
 
 

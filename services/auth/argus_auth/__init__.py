@@ -1,1 +1,3 @@
 """Argus auth service."""
+
+SERVICE = "auth"  # its name in settings, subjects, events and metrics

@@ -8,8 +8,8 @@ current one (it stays published until the tokens it signed have expired).
 
 from __future__ import annotations
 
-from argus_auth import accounts
-from argus_auth.app import SERVICE, create_app
+from argus_auth import SERVICE, accounts
+from argus_auth.app import create_app
 from argus_auth.config import AuthConfig
 from argus_auth.signing import SigningKeys
 from argus_shared import db, runner

@@ -8,7 +8,7 @@ from functools import partial
 import aiohttp
 from aiohttp import web
 
-from argus_auth import accounts, api_keys, membership
+from argus_auth import SERVICE, accounts, api_keys, membership
 from argus_auth.background import Background
 from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
@@ -26,7 +26,6 @@ from argus_shared.runner import service_app
 from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import ACCESS_KEY, LIMITER_KEY, NATS_KEY, POOL_KEY
 
-SERVICE = "auth"
 ORG_DELETED = events.subject_for("tenant-api", "org.deleted")
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from argus_auth import SERVICE
 from argus_auth.queries import Conn
 from argus_shared import outbox
 from argus_shared.outbox import Ctx, record
 
-SERVICE = "auth"
 ANONYMOUS = ("anonymous", "-")
 __all__ = ["ANONYMOUS", "Ctx", "emit", "prepare", "user"]
 

@@ -78,20 +78,14 @@ def mfa_required() -> Problem:
                    "with it", title="MFA required", type="urn:argus:problem:mfa-required")
 
 
-async def require_role(auth: Auth, user_id: UUID, org_id: UUID, project_id: UUID,
-                       roles: Iterable[str], amr: Iterable[str], request_id: str | None) -> str:
-    """For the API-key routes: the caller is, at this moment, one of `roles` in the org (under
-    the org's MFA policy), and the org has the project; else 404 (not a member, no such
-    project) or 403 (the role, or MFA)."""
+async def of_project(auth: Auth, user_id: UUID, org_id: UUID, project_id: UUID,
+                     request_id: str | None) -> Membership:
+    """For the API-key routes: the caller's membership at this moment, in an org that has the
+    project; else 404 (not a member, or no such project)."""
     found = await lookup(auth, user_id, org_id, request_id, project_id)
     if found is None or not found.project:
         raise Problem(404, "not found")
-    allowed = tuple(roles)
-    if found.role not in allowed:
-        raise Problem(403, f"this needs one of the roles {', '.join(allowed)} in the org")
-    if found.mfa_missing(amr):
-        raise mfa_required()
-    return found.role
+    return found
 
 
 MEMBER_EVENTS = events.subject_for("tenant-api", "org.member.*")

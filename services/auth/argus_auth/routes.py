@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
-import msgspec
 from aiohttp import web
 
 from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions
 from argus_auth.core import Auth
-from argus_auth.events import Ctx
+from argus_shared import scoping
 from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
 from argus_shared.errors import Problem
+from argus_shared.handlers import ctx_of, json, not_found, uuid_param
 from argus_shared.request import CLIENT_IP, REQUEST_ID
-from argus_shared.routing import Route, route_of
+from argus_shared.routing import Route
 from argus_shared.validation import parse_json
 from argus_shared.web import LIMITER_KEY
 
@@ -25,11 +24,6 @@ ADMIN_ROLES = ("owner", "admin")
 
 def auth_of(request: web.Request) -> Auth:
     return request.app[AUTH_KEY]
-
-
-def ctx_of(request: web.Request) -> Ctx:
-    return Ctx(ip=request.get(CLIENT_IP), user_agent=request.headers.get("User-Agent"),
-               request_id=request.get(REQUEST_ID))
 
 
 def claims_of(request: web.Request) -> AccessClaims:
@@ -77,11 +71,6 @@ def require_step_up(request: web.Request) -> AccessClaims:
     return claims
 
 
-def json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status,
-                        content_type="application/json")
-
-
 def accepted() -> web.Response:
     return json({"status": "accepted"}, 202)
 
@@ -97,13 +86,6 @@ def token_response(request: web.Request, issued: sessions.Issued) -> web.Respons
                         httponly=True, samesite="Lax",
                         max_age=auth_of(request).config.refresh_ttl)
     return response
-
-
-def uuid_param(request: web.Request, name: str) -> UUID:
-    try:
-        return UUID(request.match_info[name])
-    except ValueError:
-        raise Problem(404, "not found") from None
 
 
 # sign-up, login, tokens -------------------------------------------------------------------------
@@ -172,7 +154,7 @@ async def me(request: web.Request) -> web.Response:
         account = await queries.user_by_id(conn, UUID(claims.sub))
         mfa_on = await mfa.enabled(conn, UUID(claims.sub))
     if account is None:
-        raise Problem(404, "not found")
+        raise not_found()
     return json({"id": claims.sub, "email": account["email"], "mfa_enabled": mfa_on,
                  "org": claims.org, "role": claims.role, "session_id": claims.sid})
 
@@ -195,7 +177,7 @@ async def revoke_session(request: web.Request) -> web.Response:
     session_id = uuid_param(request, "session_id")
     if not await sessions.revoke(auth_of(request), UUID(claims.sub), session_id, ctx_of(request),
                                  "revoked_by_user"):
-        raise Problem(404, "not found")
+        raise not_found()
     return web.Response(status=204)
 
 
@@ -299,19 +281,18 @@ async def switch_org(request: web.Request) -> web.Response:
 # API keys ---------------------------------------------------------------------------------------
 
 async def org_scope(request: web.Request) -> tuple[UUID, UUID, UUID]:
-    """(org, project, actor) for a route under /orgs/{org_id}/projects/{project_id}: another
-    org's path is a 404, whatever it holds. The role is the member's role in tenant-api at this
-    moment (not the token's claim), and the project must exist in the org (else 404)."""
-    claims = claims_of(request)
-    org_id = uuid_param(request, "org_id")
+    """(org, project, actor) for a route under /orgs/{org_id}/projects/{project_id}: the shared
+    rule for the org (argus_shared.scoping), then the roles the route declares, judged on the
+    member's role in tenant-api at this moment (not the token's claim); the project must
+    exist in the org (else 404)."""
+    org_id, principal = scoping.path_org(request)
     project_id = uuid_param(request, "project_id")
-    if claims.org is None or UUID(claims.org) != org_id:
-        raise Problem(404, "not found")
-    route = route_of(request)
-    await membership.require_role(auth_of(request), UUID(claims.sub), org_id, project_id,
-                                  route.roles if route else ADMIN_ROLES, claims.amr,
-                                  request.get(REQUEST_ID))
-    return org_id, project_id, UUID(claims.sub)
+    found = await membership.of_project(auth_of(request), UUID(principal.id), org_id,
+                                        project_id, request.get(REQUEST_ID))
+    scoping.check_role(request, found.role)
+    if found.mfa_missing(claims_of(request).amr):
+        raise membership.mfa_required()
+    return org_id, project_id, UUID(principal.id)
 
 
 async def create_api_key(request: web.Request) -> web.Response:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from argus_files import deletion, keys
-from argus_files.app import SERVICE, create_app
+from argus_files import SERVICE, deletion, keys
+from argus_files.app import create_app
 from argus_files.config import FilesConfig
 from argus_files.metrics import FileMetrics
 from argus_files.segments import AES_GCM

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from argus_files import deletion, rpc
+from argus_files import SERVICE, deletion, rpc
 from argus_files.config import CONFIG_KEY, FilesConfig
 from argus_files.metrics import FileMetrics
 from argus_files.routes import ROUTES
@@ -27,7 +27,6 @@ from argus_shared.runner import StartupError, service_app, user_authentication
 from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import NATS_KEY, POOL_KEY, READY_KEY
 
-SERVICE = "files"
 DURABLE = "files"
 ORG_DELETED = events.subject_for("tenant-api", "org.deleted")
 log = logging.getLogger("argus.files")

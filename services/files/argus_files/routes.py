@@ -10,34 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-import msgspec
 from aiohttp import web
 
 from argus_files import deletion, downloads, queries, schemas, sources, uploads
-from argus_files.scope import (
-    ADMIN,
-    OWNER,
-    ctx_of,
-    namespace_scope,
-    not_found,
-    org_scope,
-    upload_scope,
-    uuid_param,
-)
+from argus_files.scope import ADMIN, OWNER, READ, WRITE, namespace_scope, org_scope, upload_scope
 from argus_files.store import STORE_KEY, view
 from argus_shared import db
 from argus_shared.errors import Problem
+from argus_shared.handlers import ctx_of, json, not_found, uuid_param
 from argus_shared.routing import Route
 from argus_shared.validation import parse_query
 
 READ_SCOPES = ("files:read",)
 WRITE_SCOPES = ("files:write",)
-
-
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
-          ) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status,
-                        content_type="application/json", headers=headers)
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -47,7 +32,7 @@ async def upload(request: web.Request) -> web.Response:
     source = await sources.source_of(request, store.config.max_bytes, query.name)
     row = await uploads.store_upload(store, scope, source, ctx_of(request))
     found = view(row)
-    return _json(found, 201, {"Location": f"/objects/{found['path']}"})
+    return json(found, 201, {"Location": f"/objects/{found['path']}"})
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -59,7 +44,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 async def metadata(request: web.Request) -> web.Response:
     scope = namespace_scope(request, write=False)
-    return _json(view(await _stored(request, scope.org_id, scope.namespace)))
+    return json(view(await _stored(request, scope.org_id, scope.namespace)))
 
 
 async def _stored(request: web.Request, org_id: UUID, owner_id: UUID) -> object:
@@ -87,7 +72,7 @@ async def list_namespace(request: web.Request) -> web.Response:
 
 
 async def list_org(request: web.Request) -> web.Response:
-    scope = org_scope(request, ADMIN)
+    scope = org_scope(request)
     return await _page(request, scope.org_id, None)
 
 
@@ -98,7 +83,7 @@ async def _page(request: web.Request, org_id: UUID, owner_id: UUID | None) -> we
         rows = await queries.page(conn, org_id, owner_id, after, query.limit)
     last = rows[-1] if len(rows) == query.limit else None
     cursor = f"{last['created_at'].isoformat()}_{last['id']}" if last else None
-    return _json({"files": [view(r) for r in rows], "next_cursor": cursor})
+    return json({"files": [view(r) for r in rows], "next_cursor": cursor})
 
 
 def _cursor(raw: str) -> tuple[datetime, UUID]:
@@ -114,14 +99,14 @@ async def purge_namespace(request: web.Request) -> web.Response:
     scope = namespace_scope(request, write=True)
     rows = await deletion.shred(request.app[STORE_KEY], scope.org_id, scope.namespace, None,
                                 actor=scope.actor, ctx=ctx_of(request))
-    return _json({"shredded": len(rows)})
+    return json({"shredded": len(rows)})
 
 
 async def purge_org(request: web.Request) -> web.Response:
-    scope = org_scope(request, OWNER)
+    scope = org_scope(request)
     rows = await deletion.shred(request.app[STORE_KEY], scope.org_id, None, None,
                                 actor=scope.actor, ctx=ctx_of(request))
-    return _json({"shredded": len(rows)})
+    return json({"shredded": len(rows)})
 
 
 ORG = "/objects/{org_id}"
@@ -132,18 +117,19 @@ ROUTES: list[Route] = [
     Route("POST", NAMESPACE, upload, "Upload a file into your own namespace (raw body with "
           "?name=, or multipart/form-data with one part named 'file'); streamed, size-limited, "
           "type checked from the bytes, encrypted at rest", query=schemas.UploadQuery,
-          response=schemas.FileView, status=201, scopes=WRITE_SCOPES, **T),
+          response=schemas.FileView, status=201, roles=WRITE, scopes=WRITE_SCOPES, **T),
     Route("GET", NAMESPACE, list_namespace, "The files of one namespace (cursor pages)",
-          query=schemas.PageQuery, response=schemas.FilePage, scopes=READ_SCOPES, **T),
+          query=schemas.PageQuery, response=schemas.FilePage, roles=READ, scopes=READ_SCOPES,
+          **T),
     Route("DELETE", NAMESPACE, purge_namespace,
           "Delete every file of one namespace (data keys destroyed first)",
-          response=schemas.Purged, **T),
+          response=schemas.Purged, roles=WRITE, **T),
     Route("GET", OBJECT, download, "Download a file (streamed, Range requests, as an "
-          "attachment)", scopes=READ_SCOPES, **T),
+          "attachment)", roles=READ, scopes=READ_SCOPES, **T),
     Route("GET", OBJECT + "/meta", metadata, "A file's metadata", response=schemas.FileView,
-          scopes=READ_SCOPES, **T),
+          roles=READ, scopes=READ_SCOPES, **T),
     Route("DELETE", OBJECT, delete_object, "Delete a file (its data key is destroyed first)",
-          status=204, scopes=WRITE_SCOPES, **T),
+          status=204, roles=WRITE, scopes=WRITE_SCOPES, **T),
     Route("GET", ORG, list_org, "Every file of the org, for owners and admins (cursor pages)",
           query=schemas.PageQuery, response=schemas.FilePage, roles=ADMIN, scopes=READ_SCOPES,
           **T),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from argus_shared import runner
-from argus_tenant_api.app import SERVICE, create_app
+from argus_tenant_api import SERVICE
+from argus_tenant_api.app import create_app
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from argus_shared.nats import serve
 from argus_shared.runner import REVOCATIONS_KEY, service_app, user_authentication
 from argus_shared.settings import Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
-from argus_tenant_api import rpc
+from argus_tenant_api import SERVICE, rpc
 from argus_tenant_api.config import CONFIG_KEY, TenantConfig
 from argus_tenant_api.dsr import DataSubjects
 from argus_tenant_api.org_purge import purge_deleted_orgs
@@ -24,7 +24,6 @@ from argus_tenant_api.routes import DSR_KEY, ROUTES
 from argus_tenant_api.scope import ROLES_KEY
 from argus_tenant_api.wallet import Reconciler
 
-SERVICE = "tenant-api"
 log = logging.getLogger("argus.tenant_api")
 RECONCILER_KEY = web.AppKey("reconciler", Reconciler)
 

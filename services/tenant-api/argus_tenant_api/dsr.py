@@ -20,10 +20,9 @@ from argus_shared.errors import Problem
 from argus_shared.nats import RpcError, request
 from argus_shared.outbox import Ctx, record
 from argus_shared.settings import KeyRing
-from argus_tenant_api import queries
+from argus_tenant_api import SERVICE, queries
 
 log = logging.getLogger("argus.tenant_api.dsr")
-SERVICE = "tenant-api"
 OTHER_SERVICES = ("auth", "audit", "webhooks", "files")
 PURGE_WITHIN = timedelta(days=7)
 

@@ -12,10 +12,9 @@ import asyncpg
 
 from argus_shared import db
 from argus_shared.outbox import Ctx, record
-from argus_tenant_api import queries
+from argus_tenant_api import SERVICE, queries
 
 log = logging.getLogger("argus.tenant_api.org_purge")
-SERVICE = "tenant-api"
 GRACE = timedelta(days=7)  # the purge_by the org.deleted event announces
 BATCH = 100
 

@@ -16,13 +16,14 @@ from aiohttp import web
 from argus_shared import db, emails, xut
 from argus_shared.access import PRINCIPAL, revoke_membership, revoke_org
 from argus_shared.errors import Problem
+from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
 from argus_shared.nats import RpcError
 from argus_shared.nats import request as rpc_request
 from argus_shared.outbox import record
 from argus_shared.routing import Route
 from argus_shared.validation import decode, parse_json, parse_query, read_body
 from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
-from argus_tenant_api import exports, members, queries, schemas, wallet
+from argus_tenant_api import SERVICE, exports, members, queries, schemas, wallet
 from argus_tenant_api.config import CONFIG_KEY
 from argus_tenant_api.dsr import DataSubjects
 from argus_tenant_api.org_purge import GRACE
@@ -33,24 +34,12 @@ from argus_tenant_api.scope import (
     ROLES_KEY,
     authorise,
     authorise_read,
-    ctx_of,
     require_step_up,
-    uuid_param,
 )
 
-SERVICE = "tenant-api"
 INVITATION_DAYS = 7
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DSR_KEY = web.AppKey("data_subjects", DataSubjects)
-
-
-def json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status,
-                        content_type="application/json")
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def org_view(row: queries.Row) -> dict[str, Any]:
@@ -99,7 +88,7 @@ async def my_orgs(request: web.Request) -> web.Response:
 
 async def get_org(request: web.Request) -> web.Response:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, READ)
+        scope = await authorise(request, conn)
         row = await queries.org(conn, scope.org_id)
     return json(org_view(row))
 
@@ -110,7 +99,7 @@ async def update_org(request: web.Request) -> web.Response:
     if not changes:
         raise Problem(422, "nothing to change")
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
         if "plan" in changes and scope.role != "owner":
             raise Problem(403, "only an owner changes the plan")
         row = await queries.update_org(conn, scope.org_id, changes)
@@ -121,7 +110,7 @@ async def update_org(request: web.Request) -> web.Response:
 
 async def delete_org(request: web.Request) -> web.Response:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, OWNER)
+        scope = await authorise(request, conn)
         await queries.delete_org(conn, scope.org_id)
         request.app[ROLES_KEY].drop(scope.org_id)
         purge_by = datetime.now(UTC) + GRACE
@@ -137,7 +126,7 @@ async def delete_org(request: web.Request) -> web.Response:
 # members ----------------------------------------------------------------------------------------
 
 async def list_members(request: web.Request) -> web.Response:
-    scope = await authorise_read(request, READ)
+    scope = await authorise_read(request)
     async with request.app[POOL_KEY].acquire() as conn:
         rows = await queries.members(conn, scope.org_id, scope.principal.id)
     return json([{"user_id": str(r["user_id"]), "role": r["role"], "email": r["email"],
@@ -147,7 +136,7 @@ async def list_members(request: web.Request) -> web.Response:
 async def change_member(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.RoleChange)
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
         target = uuid_param(request, "user_id")
         before = await members.change_role(conn, scope, target, body.role)
         request.app[ROLES_KEY].drop(scope.org_id, target)
@@ -161,7 +150,7 @@ async def change_member(request: web.Request) -> web.Response:
 
 async def remove_member(request: web.Request) -> web.Response:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, READ)
+        scope = await authorise(request, conn)
         target = uuid_param(request, "user_id")
         role = await members.remove(conn, scope, target)
         request.app[ROLES_KEY].drop(scope.org_id, target)
@@ -184,7 +173,7 @@ async def invite(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.NewInvitation)
     token = secrets.token_urlsafe(32)
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
         row = await queries.insert_invitation(conn, {
             "org_id": scope.org_id, "id": uuid.uuid4(), "email": emails.required(body.email),
             "role": body.role, "token_hash": hashlib.sha256(token.encode()).digest(),
@@ -197,7 +186,7 @@ async def invite(request: web.Request) -> web.Response:
 
 
 async def list_invitations(request: web.Request) -> web.Response:
-    scope = await authorise_read(request, ADMIN)
+    scope = await authorise_read(request)
     async with request.app[POOL_KEY].acquire() as conn:
         rows = await queries.invitations(conn, scope.org_id, scope.principal.id)
     return json([invitation_view(r) for r in rows])
@@ -205,10 +194,10 @@ async def list_invitations(request: web.Request) -> web.Response:
 
 async def revoke_invitation(request: web.Request) -> web.Response:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
         invitation_id = uuid_param(request, "invitation_id")
         if not await queries.revoke_invitation(conn, scope.org_id, invitation_id):
-            raise Problem(404, "not found")
+            raise not_found()
         await record(conn, SERVICE, ctx_of(request), "org.invitation.revoked", actor=scope.actor,
                      resource=("invitation", str(invitation_id)), org_id=scope.org_id)
     return web.Response(status=204)
@@ -261,7 +250,7 @@ def project_view(row: queries.Row) -> dict[str, Any]:
 async def create_project(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.NewProject)
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
         row = await queries.insert_project(conn, scope.org_id, uuid.uuid4(), body.name,
                                            scope.user_id)
         await record(conn, SERVICE, ctx_of(request), "project.created", actor=scope.actor,
@@ -270,7 +259,7 @@ async def create_project(request: web.Request) -> web.Response:
 
 
 async def list_projects(request: web.Request) -> web.Response:
-    scope = await authorise_read(request, READ)
+    scope = await authorise_read(request)
     async with request.app[POOL_KEY].acquire() as conn:
         rows = await queries.projects(conn, scope.org_id, scope.principal.id)
     return json([project_view(r) for r in rows])
@@ -278,19 +267,19 @@ async def list_projects(request: web.Request) -> web.Response:
 
 async def get_project(request: web.Request) -> web.Response:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, READ)
+        scope = await authorise(request, conn)
         row = await queries.project(conn, scope.org_id, uuid_param(request, "project_id"))
     if row is None:
-        raise Problem(404, "not found")
+        raise not_found()
     return json(project_view(row))
 
 
 async def delete_project(request: web.Request) -> web.Response:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
         project_id = uuid_param(request, "project_id")
         if not await queries.delete_project(conn, scope.org_id, project_id):
-            raise Problem(404, "not found")
+            raise not_found()
         await record(conn, SERVICE, ctx_of(request), "project.deleted", actor=scope.actor,
                      resource=("project", str(project_id)), org_id=scope.org_id)
     return web.Response(status=204)
@@ -300,7 +289,7 @@ async def delete_project(request: web.Request) -> web.Response:
 
 async def get_wallet(request: web.Request) -> web.Response:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, READ)
+        scope = await authorise(request, conn)
         row = await queries.wallet(conn, scope.org_id)
     return json({"balance_cents": row["balance_cents"]})
 
@@ -309,7 +298,7 @@ async def list_entries(request: web.Request) -> web.Response:
     query = parse_query(request, schemas.EntriesQuery)
     after = wallet.decode_cursor(query.cursor) if query.cursor else None
     async with tx(request) as conn:
-        scope = await authorise(request, conn, READ)
+        scope = await authorise(request, conn)
         rows = await queries.entries_page(conn, scope.org_id, after, query.limit)
     next_cursor = wallet.encode_cursor(rows[-1]) if len(rows) == query.limit else None
     return json({"entries": [wallet.entry_view(r) for r in rows], "next_cursor": next_cursor})
@@ -335,7 +324,7 @@ async def _money(request: web.Request, kind: str) -> web.Response:
     endpoint = f"{request.method} {kind}"
     digest = wallet.request_hash(endpoint, raw)
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
         previous = await wallet.replayed(conn, scope, endpoint, key, digest)
         if previous is not None:
             status, stored = previous
@@ -375,7 +364,7 @@ async def delete_my_account(request: web.Request) -> web.Response:
 async def my_deletion(request: web.Request) -> web.Response:
     found = await dsr_of(request).status(user_id_of(request))
     if found is None:
-        raise Problem(404, "not found")
+        raise not_found()
     return json(found)
 
 
@@ -383,7 +372,7 @@ async def my_deletion(request: web.Request) -> web.Response:
 
 async def export_ledger(request: web.Request) -> web.StreamResponse:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
     return await exports.stream_csv(
         request, request.app[POOL_KEY], scope.org_id, scope.principal.id, queries.ENTRIES_EXPORT,
         ("id", "kind", "amount_cents", "description", "actor", "created_at"), "ledger.csv")
@@ -391,7 +380,7 @@ async def export_ledger(request: web.Request) -> web.StreamResponse:
 
 async def export_members(request: web.Request) -> web.StreamResponse:
     async with tx(request) as conn:
-        scope = await authorise(request, conn, ADMIN)
+        scope = await authorise(request, conn)
     return await exports.stream_csv(
         request, request.app[POOL_KEY], scope.org_id, scope.principal.id, queries.MEMBERS_EXPORT,
         ("user_id", "email", "role", "created_at"), "members.csv")
@@ -404,17 +393,19 @@ ROUTES: list[Route] = [
     Route("POST", "/orgs", create_org, "Create an org (you become its owner)",
           body=schemas.NewOrg, response=schemas.Org, status=201, **T),
     Route("GET", "/orgs", my_orgs, "The orgs I belong to", **T),
-    Route("GET", ORG, get_org, "An org", response=schemas.Org, scopes=("tenant:read",), **T),
+    Route("GET", ORG, get_org, "An org", response=schemas.Org, roles=READ,
+          scopes=("tenant:read",), **T),
     Route("PATCH", ORG, update_org, "Change an org (owners/admins; plan: owners)",
           body=schemas.OrgChanges, response=schemas.Org, roles=ADMIN, **T),
     Route("DELETE", ORG, delete_org, "Delete an org and schedule its purge (owner)",
           status=204, roles=OWNER, **T),
-    Route("GET", ORG + "/members", list_members, "Members", scopes=("tenant:read",),
-          tags=("members",)),
+    Route("GET", ORG + "/members", list_members, "Members", roles=READ,
+          scopes=("tenant:read",), tags=("members",)),
     Route("PATCH", ORG + "/members/{user_id}", change_member, "Change a member's role",
           body=schemas.RoleChange, roles=ADMIN, tags=("members",)),
-    Route("DELETE", ORG + "/members/{user_id}", remove_member, "Remove a member (or leave)",
-          status=204, tags=("members",)),
+    Route("DELETE", ORG + "/members/{user_id}", remove_member,
+          "Remove a member (owners/admins), or leave (anyone)", status=204, roles=READ,
+          tags=("members",)),
     Route("POST", ORG + "/invitations", invite, "Invite by email (token shown once)",
           body=schemas.NewInvitation, status=201, roles=ADMIN, tags=("invitations",)),
     Route("GET", ORG + "/invitations", list_invitations, "Pending and past invitations",
@@ -426,16 +417,16 @@ ROUTES: list[Route] = [
           body=schemas.AcceptInvitation, tags=("invitations",)),
     Route("POST", ORG + "/projects", create_project, "Create a project", body=schemas.NewProject,
           status=201, roles=ADMIN, tags=("projects",)),
-    Route("GET", ORG + "/projects", list_projects, "Projects", scopes=("tenant:read",),
-          tags=("projects",)),
-    Route("GET", ORG + "/projects/{project_id}", get_project, "A project",
+    Route("GET", ORG + "/projects", list_projects, "Projects", roles=READ,
+          scopes=("tenant:read",), tags=("projects",)),
+    Route("GET", ORG + "/projects/{project_id}", get_project, "A project", roles=READ,
           scopes=("tenant:read",), tags=("projects",)),
     Route("DELETE", ORG + "/projects/{project_id}", delete_project, "Delete a project",
           status=204, roles=ADMIN, tags=("projects",)),
     Route("GET", ORG + "/wallet", get_wallet, "The wallet balance", response=schemas.Wallet,
-          scopes=("wallet:read",), tags=("wallet",)),
+          roles=READ, scopes=("wallet:read",), tags=("wallet",)),
     Route("GET", ORG + "/wallet/entries", list_entries, "Ledger entries (cursor pages)",
-          query=schemas.EntriesQuery, scopes=("wallet:read",), tags=("wallet",)),
+          query=schemas.EntriesQuery, roles=READ, scopes=("wallet:read",), tags=("wallet",)),
     Route("POST", ORG + "/wallet/deposits", deposit, "Deposit (Idempotency-Key required)",
           body=schemas.Money, status=201, roles=ADMIN, scopes=("wallet:write",),
           tags=("wallet",)),

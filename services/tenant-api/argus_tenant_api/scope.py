@@ -1,19 +1,18 @@
-"""Who may touch an org's resources: the path's org must be the caller's (a member, by
-tenant-api's own membership table, or an API key of that org), else 404; then the role."""
+"""Who may touch an org's resources: the shared rule of argus_shared.scoping (the token's active
+org or an API key of it, then the roles the route declares), with the role read from this
+service's own membership table rather than the token."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from uuid import UUID
 
 from aiohttp import web
 
-from argus_shared import db
-from argus_shared.access import PRINCIPAL, Principal
+from argus_shared import db, scoping
+from argus_shared.access import Principal
 from argus_shared.errors import Problem
-from argus_shared.outbox import Ctx
-from argus_shared.request import CLIENT_IP, REQUEST_ID
+from argus_shared.handlers import not_found
 from argus_shared.web import POOL_KEY
 from argus_tenant_api import queries
 from argus_tenant_api.roles import RoleCache
@@ -25,45 +24,15 @@ ADMIN = ("owner", "admin")
 OWNER = ("owner",)
 
 
-@dataclass(frozen=True)
-class Scope:
-    org_id: UUID
-    principal: Principal
-    role: str | None  # None for an API key
-
-    @property
-    def actor(self) -> tuple[str, str]:
-        return (self.principal.kind, self.principal.id)
-
-    @property
-    def user_id(self) -> UUID | None:
-        return UUID(self.principal.id) if self.principal.kind == "user" else None
+Scope = scoping.OrgScope
 
 
-def not_found() -> Problem:
-    return Problem(404, "not found")
-
-
-def uuid_param(request: web.Request, name: str) -> UUID:
-    try:
-        return UUID(request.match_info[name])
-    except ValueError:
-        raise not_found() from None
-
-
-def ctx_of(request: web.Request) -> Ctx:
-    return Ctx(ip=request.get(CLIENT_IP), user_agent=request.headers.get("User-Agent"),
-               request_id=request.get(REQUEST_ID))
-
-
-async def authorise(request: web.Request, conn: queries.Conn, roles: tuple[str, ...]) -> Scope:
-    """Inside the org's tenant transaction: 404 unless the caller belongs to the org, then 403
-    unless its role is one of `roles` (API keys were already checked for their scopes)."""
-    org_id = uuid_param(request, "org_id")
-    principal = request[PRINCIPAL]
+async def authorise(request: web.Request, conn: queries.Conn) -> Scope:
+    """Inside the org's tenant transaction: the shared rule (the token's active org or an API
+    key of the org, else 404), then the route's declared roles, judged on the role in this
+    service's own membership table (a removal takes effect here at once), else 404/403."""
+    org_id, principal = scoping.path_org(request)
     if principal.kind == "api_key":
-        if principal.org is None or UUID(principal.org) != org_id:
-            raise not_found()
         if await queries.org(conn, org_id) is None:
             raise not_found()
         return Scope(org_id, principal, None)
@@ -76,30 +45,20 @@ async def authorise(request: web.Request, conn: queries.Conn, roles: tuple[str, 
         if role is None:
             raise not_found()
         cache.put(org_id, user_id, role, read_at)
-    if role not in roles:
-        raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
-    return Scope(org_id, principal, role)
+    return scoping.org_scope(request, role)
 
 
-async def authorise_read(request: web.Request, roles: tuple[str, ...]) -> Scope:
+async def authorise_read(request: web.Request) -> Scope:
     """`authorise` for a read that scopes its own transaction (a `scoped_*` function, one round
     trip): a cached role needs no database; a miss or an API key is checked in a tenant
     transaction of its own."""
-    principal = request[PRINCIPAL]
+    org_id, principal = scoping.path_org(request)
     if principal.kind != "api_key":
-        org_id = uuid_param(request, "org_id")
         role = request.app[ROLES_KEY].get(org_id, UUID(principal.id))
         if role is not None:
-            if role not in roles:
-                raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
-            return Scope(org_id, principal, role)
-    async with db.tenant_tx(request.app[POOL_KEY], uuid_param(request, "org_id"),
-                            principal.id) as conn:
-        return await authorise(request, conn, roles)
-
-
-def org_of_path(request: web.Request) -> UUID:
-    return uuid_param(request, "org_id")
+            return scoping.org_scope(request, role)
+    async with db.tenant_tx(request.app[POOL_KEY], org_id, principal.id) as conn:
+        return await authorise(request, conn)
 
 
 STEP_UP_SECONDS = 300

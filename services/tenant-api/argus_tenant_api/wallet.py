@@ -16,11 +16,10 @@ from prometheus_client import Gauge
 
 from argus_shared.errors import Problem
 from argus_shared.outbox import Ctx, record
-from argus_tenant_api import queries
+from argus_tenant_api import SERVICE, queries
 from argus_tenant_api.scope import Scope, require_step_up
 
 log = logging.getLogger("argus.tenant_api.wallet")
-SERVICE = "tenant-api"
 
 
 def request_hash(endpoint: str, body: bytes) -> bytes:

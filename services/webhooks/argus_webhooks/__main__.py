@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from argus_shared import runner
-from argus_webhooks.app import SERVICE, create_app
+from argus_webhooks import SERVICE
+from argus_webhooks.app import create_app
 
 
 def main() -> None:

@@ -16,13 +16,12 @@ from argus_shared.nats import serve
 from argus_shared.runner import service_app, user_authentication
 from argus_shared.settings import ConfigError, Env, Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
-from argus_webhooks import rpc
+from argus_webhooks import SERVICE, rpc
 from argus_webhooks.config import CONFIG_KEY, WebhooksConfig
 from argus_webhooks.delivery import Deliverer, Metrics
 from argus_webhooks.fanout import FanOut
 from argus_webhooks.routes import ROUTES
 
-SERVICE = "webhooks"
 DELIVERER_KEY = web.AppKey("deliverer", Deliverer)
 log = logging.getLogger("argus.webhooks")
 

@@ -20,11 +20,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from argus_shared import crypto, db
 from argus_shared.outbox import Ctx, record
 from argus_shared.settings import KeyRing
-from argus_webhooks import excerpt, queries, signing, ssrf
+from argus_webhooks import SERVICE, excerpt, queries, signing, ssrf
 from argus_webhooks.config import WebhooksConfig
 
 log = logging.getLogger("argus.webhooks.delivery")
-SERVICE = "webhooks"
 CLAIM_FACTOR = 8  # deliveries leased at a time, per concurrent worker (a deep queue: the
 # workers never wait for the next claim)
 BATCH_FACTOR = 2  # claims and recorded successes come in groups of this many per worker

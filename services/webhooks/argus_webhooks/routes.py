@@ -13,53 +13,24 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from argus_shared import crypto, db
+from argus_shared import crypto, db, scoping
 from argus_shared.access import PRINCIPAL
 from argus_shared.errors import Problem
-from argus_shared.outbox import Ctx, record
-from argus_shared.request import CLIENT_IP, REQUEST_ID
+from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
+from argus_shared.outbox import record
 from argus_shared.routing import Route
 from argus_shared.validation import NOT_SINGLE_LINE, decode, parse_json, read_body
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
-from argus_webhooks import excerpt, queries, schemas, signing, ssrf
+from argus_webhooks import SERVICE, excerpt, queries, schemas, signing, ssrf
 from argus_webhooks.config import CONFIG_KEY, Provider
 from argus_webhooks.delivery import secret_context
 
-SERVICE = "webhooks"
 ADMINS = ("owner", "admin")
 INBOUND_LIMIT = 600
 
 
-def json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status,
-                        content_type="application/json")
-
-
-def ctx_of(request: web.Request) -> Ctx:
-    return Ctx(ip=request.get(CLIENT_IP), user_agent=request.headers.get("User-Agent"),
-               request_id=request.get(REQUEST_ID))
-
-
-def uuid_param(request: web.Request, name: str) -> UUID:
-    try:
-        return UUID(request.match_info[name])
-    except ValueError:
-        raise Problem(404, "not found") from None
-
-
 def org_scope(request: web.Request) -> UUID:
-    """The path's org if it is the caller's (404 otherwise), then owners/admins only."""
-    principal = request[PRINCIPAL]
-    org_id = uuid_param(request, "org_id")
-    if principal.org is None or UUID(principal.org) != org_id:
-        raise Problem(404, "not found")
-    if principal.kind == "user" and principal.role not in ADMINS:
-        raise Problem(403, "webhooks are managed by org owners and admins")
-    return org_id
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return scoping.org_scope(request).org_id
 
 
 def endpoint_view(row: Any) -> dict[str, Any]:
@@ -119,7 +90,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         row = await queries.endpoint(conn, org_id, uuid_param(request, "endpoint_id"))
     if row is None:
-        raise Problem(404, "not found")
+        raise not_found()
     return json(endpoint_view(row))
 
 
@@ -138,7 +109,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
         row = await queries.update_endpoint(conn, org_id, uuid_param(request, "endpoint_id"),
                                             changes)
         if row is None:
-            raise Problem(404, "not found")
+            raise not_found()
         await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.updated",
                      actor=_actor(request), resource=("endpoint", str(row["id"])), org_id=org_id)
     return json(endpoint_view(row))
@@ -149,7 +120,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     endpoint_id = uuid_param(request, "endpoint_id")
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         if not await queries.delete_endpoint(conn, org_id, endpoint_id):
-            raise Problem(404, "not found")
+            raise not_found()
         await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.deleted",
                      actor=_actor(request), resource=("endpoint", str(endpoint_id)),
                      org_id=org_id)
@@ -165,7 +136,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     endpoint_id = uuid_param(request, "endpoint_id")
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         if await queries.endpoint(conn, org_id, endpoint_id) is None:
-            raise Problem(404, "not found")
+            raise not_found()
         secret, secret_id = await _new_secret(conn, request, org_id, endpoint_id)
         until = datetime.now(UTC) + timedelta(hours=hours)
         await queries.expire_secrets(conn, org_id, endpoint_id, secret_id, until)
@@ -177,8 +148,11 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 async def list_deliveries(request: web.Request) -> web.Response:
     org_id = org_scope(request)
+    endpoint_id = uuid_param(request, "endpoint_id")
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
-        rows = await queries.deliveries_of(conn, org_id, uuid_param(request, "endpoint_id"))
+        if await queries.endpoint(conn, org_id, endpoint_id) is None:
+            raise not_found()  # not an empty list: the endpoint is not this org's
+        rows = await queries.deliveries_of(conn, org_id, endpoint_id)
     return json([{"id": str(r["id"]), "event_id": str(r["event_id"]),
                   "event_type": r["event_type"], "status": r["status"],
                   "attempts": r["attempts"], "next_attempt_at": iso(r["next_attempt_at"]),
@@ -190,7 +164,7 @@ async def list_attempts(request: web.Request) -> web.Response:
     delivery_id = uuid_param(request, "delivery_id")
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         if await queries.delivery(conn, org_id, delivery_id) is None:
-            raise Problem(404, "not found")
+            raise not_found()
         rows = await queries.attempts_of(conn, org_id, delivery_id)
     return json([{"n": r["n"], "started_at": iso(r["started_at"]),
                   "status_code": r["status_code"], "latency_ms": r["latency_ms"],
@@ -203,7 +177,7 @@ async def resend(request: web.Request) -> web.Response:
     delivery_id = uuid_param(request, "delivery_id")
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         if await queries.delivery(conn, org_id, delivery_id) is None:
-            raise Problem(404, "not found")
+            raise not_found()
         if not await queries.resend(conn, org_id, delivery_id):
             raise Problem(409, "the delivery is still being tried")
     return json({"status": "pending"}, 202)
@@ -213,7 +187,7 @@ async def inbound(request: web.Request) -> web.Response:
     config = request.app[CONFIG_KEY]
     provider = config.providers.get(request.match_info["provider"])
     if provider is None:
-        raise Problem(404, "not found")
+        raise not_found()
     body = await read_body(request, request.app[SETTINGS_KEY].max_body_bytes)
     event_id, payload = _verified_event(request, provider, body)
     async with request.app[POOL_KEY].acquire() as conn, conn.transaction():
