@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from argus_shared.gateway_nginx import FORMS, render
+from argus_shared.gateway_rules import GATEWAY
 from argus_shared.settings import SERVICES
 
 ROOT = Path(__file__).parents[1]
@@ -65,20 +67,23 @@ def k8s_documents() -> list[dict[str, Any]]:
     return documents
 
 
-def test_every_service_is_a_hardened_deployment_with_probes() -> None:
+def test_every_service_and_the_gateway_is_a_hardened_deployment_with_probes() -> None:
     deployments = {d["metadata"]["name"]: d for d in k8s_documents() if d["kind"] == "Deployment"}
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == {*SERVICES, "argus-gateway"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         [container] = pod["containers"]
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        ready = "/healthz" if name == "argus-gateway" else "/readyz"
+        assert container["readinessProbe"]["httpGet"]["path"] == ready
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         hardening = container["securityContext"]
         assert hardening["readOnlyRootFilesystem"] is True
         assert hardening["allowPrivilegeEscalation"] is False
         assert hardening["capabilities"]["drop"] == ["ALL"]
         assert "memory" in container["resources"]["limits"]
+        if name == "argus-gateway":
+            continue  # no secrets at all: test_the_k8s_gateway_runs_the_rendered_config
         secret_volumes = [v for v in pod["volumes"] if "secret" in v]
         assert secret_volumes and all(m.get("readOnly") for m in container["volumeMounts"]
                                       if m["name"] == "secrets")
@@ -100,10 +105,83 @@ def test_alerts_and_panels_use_metrics_the_services_export(path: str) -> None:
     assert not missing, f"{path} uses metrics nobody exports: {sorted(missing)}"
 
 
-def test_the_gateway_config_never_routes_internal_or_metrics() -> None:
-    conf = (ROOT / "deploy" / "nginx" / "argus.conf").read_text()
-    assert re.search(r"location ~\* .*\(internal\|metrics\).*return 404", conf)
-    assert 'proxy_set_header X-User-Token "";' in conf
-    for prefix, service in (("auth", "auth"), ("tenant", "tenant_api"), ("audit", "audit"),
-                            ("webhooks", "webhooks"), ("files", "files")):
-        assert re.search(rf"location /{prefix}/ +\{{ proxy_pass http://{service}/; \}}", conf)
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_the_committed_nginx_configs_are_fresh_renders_of_the_gateway_table(form: str) -> None:
+    committed = (ROOT / FORMS[form].path).read_text()
+    assert committed == render(form), (
+        f"{FORMS[form].path} differs from the gateway table: run "
+        f"`argus gateway render {form} > {FORMS[form].path}`"
+    )
+
+
+def test_compose_serves_the_rendered_config() -> None:
+    gateway = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["gateway"]
+    assert gateway["image"].startswith("nginx:")
+    assert f"./{FORMS['compose'].path}:/etc/nginx/conf.d/default.conf:ro" in gateway["volumes"]
+    assert gateway["ports"] == ["8080:8080"] and FORMS["compose"].listen == "8080"
+
+
+def test_the_k8s_gateway_runs_the_rendered_config() -> None:
+    base = ROOT / "deploy" / "k8s" / "base"
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    generated = {g["name"]: g for g in kustomization["configMapGenerator"]}
+    rendered = Path(FORMS["k8s"].path).relative_to("deploy/k8s/base")
+    assert generated["argus-gateway"]["files"] == [f"nginx.conf={rendered}"]
+    documents = k8s_documents()
+    [deployment] = [d for d in documents
+                    if d["kind"] == "Deployment" and d["metadata"]["name"] == "argus-gateway"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes[mounts["/etc/argus-gateway"]]["configMap"]["name"] == "argus-gateway"
+    assert "emptyDir" in volumes[mounts["/tmp"]]  # -p /tmp/: pid and temp paths, nothing else
+    assert container["command"] == ["nginx", "-p", "/tmp/", "-e", "stderr",
+                                    "-c", "/etc/argus-gateway/nginx.conf"]
+    assert not any("secret" in v for v in pod["volumes"]) and "env" not in container
+    assert pod["securityContext"]["runAsUser"] != 0
+    [port] = container["ports"]
+    assert str(port["containerPort"]) == FORMS["k8s"].listen
+    [service] = [d for d in documents
+                 if d["kind"] == "Service" and d["metadata"]["name"] == "argus-gateway"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    # the rendered upstreams are the Services of the base, at their ports
+    services = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Service"}
+    for upstream in GATEWAY.services:
+        assert upstream.port in [p["port"] for p in services[upstream.name]["spec"]["ports"]]
+        assert f"server {upstream.name}:{upstream.port};" in render("k8s")
+
+
+def test_the_ingress_sends_everything_to_the_gateway_and_nothing_elsewhere() -> None:
+    documents = k8s_documents()
+    ingresses = [d for d in documents if d["kind"] == "Ingress"]
+    assert len(ingresses) == 1
+    [ingress] = ingresses
+    backends = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert backends == [{"path": "/", "pathType": "Prefix", "backend": {
+        "service": {"name": "argus-gateway", "port": {"name": "http"}}}}]
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[prefix + "proxy-body-size"] == f"{GATEWAY.max_body_bytes // 2**20}m"
+    assert GATEWAY.max_body_bytes % 2**20 == 0
+    assert annotations[prefix + "proxy-request-buffering"] == "off"
+    assert annotations[prefix + "proxy-buffering"] == "off"
+    # no rewrite, regex or snippet that would change the target before the gateway sees it
+    assert not {k for k in annotations if re.search(r"rewrite|regex|snippet", k)}
+
+
+def test_only_the_ingress_controller_reaches_the_gateway_and_only_the_gateway_the_services(
+) -> None:
+    policies = {d["metadata"]["name"]: d["spec"] for d in k8s_documents()
+                if d["kind"] == "NetworkPolicy"}
+    gateway = policies["argus-gateway"]
+    assert gateway["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "gateway"}}
+    [allowed] = gateway["ingress"]
+    assert allowed["from"] == [{"namespaceSelector": {
+        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    services = policies["argus-services"]
+    assert services["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["gateway"]}]
+    sources = [s for rule in services["ingress"] for s in rule["from"]]
+    assert not any("ingress-nginx" in json.dumps(s) for s in sources)

@@ -1,27 +1,44 @@
 """The development gateway: one port in front of the five services, doing what the production
-gateway (nginx / ingress-nginx) does.
+gateway (nginx, `deploy/nginx/argus.conf` and `deploy/k8s/base/gateway.nginx.conf`) does, from the
+same table (`argus_shared.gateway_rules`, read here at runtime, rendered into those files):
 
-- routes `/<prefix>/...` to a service by its first path segment, stripping the prefix, and
-  `/.well-known/jwks.json` to auth;
-- streams request and response bodies (nothing is buffered whole);
-- strips every `X-User-Token` a client sends, and hop-by-hop headers;
-- never routes `/internal/*` or `/metrics` of any service, however the path is spelled
-  (percent-encoding, case, dot segments, doubled slashes, encoded slashes);
+- routes `/<prefix>/...` to a service, stripping the prefix, and `/.well-known/jwks.json` to
+  auth; the service gets the rest of the target exactly as the client sent it (never a decoded
+  or normalised copy);
+- refuses malformed targets, encoded separators and dots (`%2F`, `%5C`, `%2E`: 400) and empty
+  or dot segments (400), and never routes `/internal/*` or `/metrics` of any service however
+  the segment is spelled (404);
+- streams request and response bodies (nothing is buffered whole); a body over the table's
+  limit is a 413;
+- drops every `X-User-Token` and forwarding header a client sends (and any header with an
+  invalid name), sets `X-Forwarded-For`/`-Proto`/`-Host` and `X-Request-Id` itself, and drops
+  hop-by-hop headers;
 - logs as the services do (JSON, secrets redacted, HTTP parser errors without the client's
   bytes) unless the process that serves it already routes its logs somewhere.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import uuid
-from collections.abc import Mapping
-from urllib.parse import unquote
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
+from argus_shared.gateway_rules import (
+    CONNECT_TIMEOUT_SECONDS,
+    GATEWAY,
+    HEALTH_BODY,
+    IDLE_TIMEOUT_SECONDS,
+    TOO_LARGE,
+    UNAVAILABLE,
+    GatewayRules,
+    problem_body,
+)
 from argus_shared.logs import ensure_logging
 
 log = logging.getLogger("argus.gateway")
@@ -33,81 +50,88 @@ HOP_BY_HOP = frozenset(
         "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length",
     )
 )
-STRIPPED_FROM_CLIENT = frozenset({"x-user-token", "x-forwarded-for", "x-forwarded-proto",
-                                  "x-forwarded-host", "x-real-ip", "forwarded"})
-BLOCKED_FIRST_SEGMENTS = frozenset({"internal", "metrics"})
-WELL_KNOWN = {"/.well-known/jwks.json": ("auth", "/.well-known/jwks.json")}
 UPSTREAMS_KEY = web.AppKey("upstreams", dict)
+RULES_KEY = web.AppKey("rules", GatewayRules)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 CHUNK = 64 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem(status: int, title: str, detail: str = "") -> web.Response:
-    body = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
+    # bytes, so no charset parameter is added: the same header nginx sends
     return web.Response(
-        status=status, text=json.dumps(body), content_type="application/problem+json"
+        status=status, body=problem_body(status, title, detail).encode(),
+        content_type="application/problem+json",
     )
 
 
-class Refused(Exception):
-    def __init__(self, status: int, title: str) -> None:
-        super().__init__(title)
-        self.status, self.title = status, title
+@dataclass
+class _BodyLimit:
+    limit: int
+    exceeded: bool = False
 
 
-def route(raw_path: str, prefixes: Mapping[str, str]) -> tuple[str, str]:
-    """Map a raw request path to (service, upstream raw path) or raise Refused."""
-    if raw_path in WELL_KNOWN:
-        return WELL_KNOWN[raw_path]
-    lowered = raw_path.lower()
-    if "%2f" in lowered or "%5c" in lowered or "\\" in raw_path or "%00" in lowered:
-        raise Refused(400, "Encoded separators are not accepted")
-    segments = [unquote(s) for s in raw_path.split("/")[1:]]
-    if any(s in ("", ".", "..") for s in segments[:-1]) or segments[-1] in (".", ".."):
-        raise Refused(400, "Empty or dot path segments are not accepted")
-    prefix, rest = segments[0], segments[1:]
-    service = prefixes.get(prefix)
-    if service is None:
-        raise Refused(404, "Not Found")
-    if rest and rest[0].lower() in BLOCKED_FIRST_SEGMENTS:
-        raise Refused(404, "Not Found")
-    return service, "/" + raw_path.split("/", 2)[2] if rest else "/"
+async def _limited(content: aiohttp.StreamReader, limit: _BodyLimit) -> AsyncIterator[bytes]:
+    """The client's body as it arrives, stopped once it passes the limit."""
+    seen = 0
+    async for chunk in content.iter_any():
+        seen += len(chunk)
+        if seen > limit.limit:
+            limit.exceeded = True
+            raise ValueError("request body over the gateway's limit")
+        yield chunk
 
 
-def forward_headers(request: web.Request, request_id: str) -> dict[str, str]:
+def forward_headers(request: web.Request, rules: GatewayRules, request_id: str) -> dict[str, str]:
+    stripped = {h.lower() for h in rules.stripped_headers} | HOP_BY_HOP
+    valid_name = re.compile(r"[A-Za-z0-9-]+")
     headers = {
         name: value
         for name, value in request.headers.items()
-        if name.lower() not in HOP_BY_HOP and name.lower() not in STRIPPED_FROM_CLIENT
+        if name.lower() not in stripped and valid_name.fullmatch(name)
     }
-    headers["X-Forwarded-For"] = request.remote or ""
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Forwarded-Host"] = request.host
-    headers["X-Request-Id"] = request_id
+    carried = {
+        "client-address": request.remote or "",
+        "scheme": request.scheme,
+        "host": request.headers.get("Host", ""),
+        "request-id": request_id,
+    }
+    for name, what in rules.set_headers:
+        headers[name] = carried[what]
+    if request.content_length is not None:
+        headers["Content-Length"] = str(request.content_length)
     return headers
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    try:
-        service, path = route(request.rel_url.raw_path, request.app[UPSTREAMS_KEY]["prefixes"])
-    except Refused as refused:
-        return problem(refused.status, refused.title)
-    upstream = request.app[UPSTREAMS_KEY]["services"][service]
-    query = request.rel_url.raw_query_string
-    url = f"{upstream}{path}" + (f"?{query}" if query else "")
-    body = request.content if request.body_exists else None
+    rules = request.app[RULES_KEY]
+    decision = rules.decide(request.raw_path)
+    rule = decision.rule
+    if rule.action == "refuse":
+        return problem(rule.status, rule.title)
+    if rule.action == "local":
+        return web.Response(body=HEALTH_BODY.encode(), content_type="application/json")
+    if request.content_length is not None and request.content_length > rules.max_body_bytes:
+        return problem(*TOO_LARGE)
+    upstream = request.app[UPSTREAMS_KEY].get(rule.service)
+    if upstream is None:
+        return problem(*UNAVAILABLE, f"{rule.service} is not answering")
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if re.fullmatch(rules.request_id, given) else uuid.uuid4().hex
+    limit = _BodyLimit(rules.max_body_bytes)
+    body = _limited(request.content, limit) if request.body_exists else None
     try:
         async with request.app[SESSION_KEY].request(
-            request.method, url, headers=forward_headers(request, request_id), data=body,
+            request.method, URL(upstream + decision.target, encoded=True),
+            headers=forward_headers(request, rules, request_id), data=body,
             allow_redirects=False, auto_decompress=False,
         ) as upstream_response:
             return await _relay_response(request, upstream_response)
     except aiohttp.ClientConnectionError:
-        log.warning("upstream unavailable", extra={"service": service})
-        return problem(502, "Bad Gateway", f"{service} is not answering")
+        if limit.exceeded:
+            return problem(*TOO_LARGE)
+        log.warning("upstream unavailable", extra={"service": rule.service})
+        return problem(*UNAVAILABLE, f"{rule.service} is not answering")
 
 
 async def _relay_response(
@@ -126,12 +150,10 @@ async def _relay_response(
     return response
 
 
-async def healthz(_: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def _client_session(app: web.Application) -> object:
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=IDLE_TIMEOUT_SECONDS
+    )
     async with aiohttp.ClientSession(
         timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
@@ -139,12 +161,22 @@ async def _client_session(app: web.Application) -> object:
         yield
 
 
-def create_gateway(services: Mapping[str, str], prefixes: Mapping[str, str]) -> web.Application:
-    """`services`: service name -> base URL; `prefixes`: first path segment -> service name."""
+def create_gateway(services: Mapping[str, str], rules: GatewayRules = GATEWAY) -> web.Application:
+    """`services`: service name -> base URL (`http://127.0.0.1:8101`); what goes where, and what
+    is refused, comes from `rules` (the table nginx is rendered from)."""
     ensure_logging("gateway")
-    app = web.Application()  # bodies stream through request.content, never read whole
-    app[UPSTREAMS_KEY] = {"services": dict(services), "prefixes": dict(prefixes)}
+    # Every request reaches `proxy`, the gateway's own /healthz too (a rule of the table): the
+    # middleware never calls the router's handler, whose match on the decoded path (a `%0a`, a
+    # target that is not a path) must not decide anything. Bodies stream through
+    # request.content, never read whole.
+    app = web.Application(middlewares=[_everything_to_proxy])
+    app[UPSTREAMS_KEY] = {name: url.rstrip("/") for name, url in services.items()}
+    app[RULES_KEY] = rules
     app.cleanup_ctx.append(_client_session)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_route("*", "/{tail:.*}", proxy)
     return app
+
+
+@web.middleware
+async def _everything_to_proxy(request: web.Request, handler: Handler) -> web.StreamResponse:
+    del handler  # the router's choice is not used
+    return await proxy(request)

@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestServer
 from argus_shared.embedded import free_port
 from argus_shared.gateway import create_gateway
 
-PREFIXES = {"auth": "auth", "tenant": "tenant-api"}
 STREAM_CHUNK = 64 * 1024
 
 
@@ -74,7 +73,7 @@ async def upstream() -> AsyncIterator[tuple[Upstream, TestServer]]:
 async def gateway(upstream: tuple[Upstream, TestServer]) -> AsyncIterator[TestServer]:
     _, server = upstream
     base = str(server.make_url("")).rstrip("/")
-    app = create_gateway({"auth": base, "tenant-api": base}, PREFIXES)
+    app = create_gateway({"auth": base, "tenant-api": base})
     gw = TestServer(app)
     await gw.start_server()
     yield gw
@@ -218,7 +217,7 @@ async def test_response_body_streams_before_the_service_finishes(
 
 
 async def test_a_service_that_is_down_gives_502_problem() -> None:
-    app = create_gateway({"auth": f"http://127.0.0.1:{free_port()}"}, {"auth": "auth"})
+    app = create_gateway({"auth": f"http://127.0.0.1:{free_port()}"})
     gw = TestServer(app)
     await gw.start_server()
     try:

@@ -7,19 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from argus_shared.devsecrets import DevSecrets, password_file
+from argus_shared.gateway_rules import GATEWAY
 from argus_shared.settings import SERVICES
 
 DEFAULT_SERVICE_PORTS: Mapping[str, int] = {
     service: 8101 + index for index, service in enumerate(SERVICES)
 }
-# The gateway routes /<prefix>/... to a service, stripping the prefix.
-GATEWAY_PREFIXES: Mapping[str, str] = {
-    "auth": "auth",
-    "tenant": "tenant-api",
-    "audit": "audit",
-    "webhooks": "webhooks",
-    "files": "files",
-}
+# The gateway routes /<prefix>/... to a service, stripping the prefix (argus_shared.gateway_rules).
+GATEWAY_PREFIXES: Mapping[str, str] = GATEWAY.prefixes
 
 
 @dataclass(frozen=True)

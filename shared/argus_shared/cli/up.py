@@ -84,7 +84,7 @@ async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def _start_gateway(stack: Stack, port: int) -> web.AppRunner:
-    gateway = create_gateway({s: stack.service_url(s) for s in SERVICES}, GATEWAY_PREFIXES)
+    gateway = create_gateway({s: stack.service_url(s) for s in SERVICES})
     runner = web.AppRunner(gateway, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
