@@ -41,9 +41,13 @@ async def test_totp_login_and_each_code_only_once(service: AuthService) -> None:
     status, tokens, _ = await service.post("/login/mfa", {"mfa_token": await mfa_challenge(
         service, email), "code": code})
     assert status == 200 and tokens["access_token"]
-    status, _, _ = await service.post("/login/mfa", {"mfa_token": await mfa_challenge(
+    status, replayed, _ = await service.post("/login/mfa", {"mfa_token": await mfa_challenge(
         service, email), "code": code})
-    assert status == 401  # a replayed code is refused
+    assert status == 401  # a replayed code is refused, and says why
+    assert replayed["title"] == "Code already used" and "next one" in replayed["detail"]
+    status, wrong, _ = await service.post("/login/mfa", {"mfa_token": await mfa_challenge(
+        service, email), "code": "000000" if code != "000000" else "111111"})
+    assert status == 401 and wrong["title"] == "Unauthenticated"
     service.clock.advance(60)
     # a clock one step behind the phone: the next step's code is accepted
     status, _, _ = await service.post("/login/mfa", {"mfa_token": await mfa_challenge(

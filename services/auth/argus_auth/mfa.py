@@ -52,18 +52,35 @@ async def enrol(auth: Auth, user_id: UUID, email: str) -> tuple[str, str]:
     return secret, uri
 
 
-async def check_totp(auth: Auth, conn: queries.Conn, user_id: UUID, code: str,
-                     require_confirmed: bool = True) -> bool:
+USED, WRONG = "used", "wrong"
+
+
+async def totp_outcome(auth: Auth, conn: queries.Conn, user_id: UUID, code: str,
+                       require_confirmed: bool = True) -> str | None:
+    """None when the code is accepted; `USED` for a right code whose time step was already
+    accepted (a replay, or a second use within 30 s), `WRONG` for anything else."""
     factor = await queries.totp_factor(conn, user_id)
     if factor is None or (require_confirmed and factor["confirmed_at"] is None):
-        return False
+        return WRONG
     secret = crypto.open_sealed(auth.master, factor["secret_sealed"], _context(user_id)).decode()
     totp = pyotp.TOTP(secret)
     now_step = int(auth.timestamp()) // STEP
     for step in (now_step - 1, now_step, now_step + 1):
         if secrets.compare_digest(totp.at(step * STEP), code):
-            return await queries.use_totp_step(conn, user_id, step)
-    return False
+            return None if await queries.use_totp_step(conn, user_id, step) else USED
+    return WRONG
+
+
+async def check_totp(auth: Auth, conn: queries.Conn, user_id: UUID, code: str,
+                     require_confirmed: bool = True) -> bool:
+    return await totp_outcome(auth, conn, user_id, code, require_confirmed) is None
+
+
+def code_refused(outcome: str | None) -> Problem:
+    if outcome == USED:
+        return Problem(401, "this code was already used: wait for the next one (30 s) and try "
+                       "again", title="Code already used", type="urn:argus:problem:code-used")
+    return Problem(401, "the code is not valid", title="Unauthenticated")
 
 
 async def check_recovery(conn: queries.Conn, user_id: UUID, code: str) -> bool:
@@ -118,14 +135,17 @@ async def complete_login(auth: Auth, token: str, code: str | None, recovery_code
         if row is None:
             raise Problem(401, "the MFA challenge is invalid or expired", title="Unauthenticated")
         user_id = row["user_id"]
-        ok = (await check_totp(auth, conn, user_id, code) if code
-              else await check_recovery(conn, user_id, recovery_code or ""))
-        if not ok:
+        if code:
+            outcome = await totp_outcome(auth, conn, user_id, code)
+        else:
+            outcome = None if await check_recovery(conn, user_id, recovery_code or "") else WRONG
+        if outcome is not None:
             await queries.fail_challenge(conn, crypto.sha256(token), MAX_CHALLENGE_TRIES)
             await emit(conn, ctx, "auth.login.failed", actor=user(user_id),
-                       resource=("user", str(user_id)), data={"reason": "bad_mfa_code"})
-    if not ok:
-        raise Problem(401, "the code is not valid", title="Unauthenticated")
+                       resource=("user", str(user_id)),
+                       data={"reason": "used_mfa_code" if outcome == USED else "bad_mfa_code"})
+    if outcome is not None:
+        raise code_refused(outcome)
     amr = ["pwd", "otp" if code else "recovery"]
     async with auth.pool.acquire() as conn, conn.transaction():
         await queries.spend_challenge(conn, crypto.sha256(token), auth.now())

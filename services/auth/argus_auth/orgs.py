@@ -29,12 +29,13 @@ async def step_up(auth: Auth, claims: AccessClaims, password: str | None, code: 
                       type="urn:argus:problem:second-factor-required")
     if code is not None and not has_mfa:
         raise Problem(422, "this account has no second factor: step up with your password")
-    ok = account is not None
+    ok, outcome = account is not None, None
     if ok and password is not None:
         ok = await auth.passwords.verify(account["password_hash"], password)
     if ok and code is not None:
         async with auth.pool.acquire() as conn:
-            ok = await mfa.check_totp(auth, conn, user_id, code)
+            outcome = await mfa.totp_outcome(auth, conn, user_id, code)
+        ok = outcome is None
     amr = (["pwd"] if password is not None else []) + (["otp"] if code is not None else [])
     async with auth.pool.acquire() as conn, conn.transaction():
         if not ok:
@@ -46,6 +47,8 @@ async def step_up(auth: Auth, claims: AccessClaims, password: str | None, code: 
                        resource=("session", claims.sid), data={"amr": amr})
     if ok:
         return await sessions.reissue(auth, session_id, ctx)
+    if outcome == mfa.USED:
+        raise mfa.code_refused(outcome)
     raise Problem(401, "re-authentication failed", title="Unauthenticated")
 
 

@@ -10,12 +10,13 @@ from functools import partial
 
 from aiohttp import web
 
+from argus_shared.consumer import Consumer
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
 from argus_shared.runner import REVOCATIONS_KEY, service_app, user_authentication
 from argus_shared.settings import Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
-from argus_tenant_api import SERVICE, rpc
+from argus_tenant_api import SERVICE, events, rpc
 from argus_tenant_api.config import CONFIG_KEY, TenantConfig
 from argus_tenant_api.dsr import DataSubjects
 from argus_tenant_api.org_purge import purge_deleted_orgs
@@ -32,7 +33,8 @@ def create_app(settings: Settings, config: TenantConfig | None = None) -> web.Ap
     config = config or TenantConfig.from_env()
     app = service_app(settings, ROUTES, title="Argus tenant-api", cleanup_ctx=[
         user_authentication(config.auth_url, config.auth_issuer, config.auth_audience),
-        _roles, partial(_rpc, settings), _reconciliation, partial(_data_subjects, settings),
+        _roles, partial(_rpc, settings), partial(_consumers, settings), _reconciliation,
+        partial(_data_subjects, settings),
     ])
     app[CONFIG_KEY] = config
     return app
@@ -48,6 +50,17 @@ async def _rpc(settings: Settings, app: web.Application) -> AsyncIterator[None]:
                       handler=partial(rpc.membership, app[POOL_KEY]))
     yield
     await sub.unsubscribe()
+
+
+async def _consumers(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    nc = app[NATS_KEY]
+    accounts = Consumer(nc.jetstream(), settings.xut_keys, durable=f"{SERVICE}-accounts",
+                        handler=partial(events.account_events, app[POOL_KEY], nc,
+                                        settings.xut_keys),
+                        subject=events.EMAIL_CHANGED, batch=20)
+    await accounts.start()
+    yield
+    await accounts.stop()
 
 
 async def _reconciliation(app: web.Application) -> AsyncIterator[None]:

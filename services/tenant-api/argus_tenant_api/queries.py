@@ -96,6 +96,14 @@ async def owners_for_update(conn: Conn, org_id: UUID) -> list[UUID]:
     return [row["user_id"] for row in rows]
 
 
+async def set_member_email(conn: Conn, org_id: UUID, user_id: UUID, email: str) -> None:
+    await conn.execute(
+        "update memberships set email = $3 where org_id = $1 and user_id = $2"
+        " and email is distinct from $3",
+        org_id, user_id, email,
+    )
+
+
 async def set_role(conn: Conn, org_id: UUID, user_id: UUID, role: str) -> bool:
     status = await conn.execute(
         "update memberships set role = $3 where org_id = $1 and user_id = $2",

@@ -13,17 +13,17 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from argus_shared import db, emails, xut
+from argus_shared import db, emails
 from argus_shared.access import PRINCIPAL, revoke_membership, revoke_org
 from argus_shared.errors import Problem
 from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
 from argus_shared.nats import RpcError
-from argus_shared.nats import request as rpc_request
 from argus_shared.outbox import record
+from argus_shared.request import REQUEST_ID
 from argus_shared.routing import Route
 from argus_shared.validation import decode, parse_json, parse_query, read_body
 from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
-from argus_tenant_api import SERVICE, exports, members, queries, schemas, wallet
+from argus_tenant_api import SERVICE, accounts, exports, members, queries, schemas, wallet
 from argus_tenant_api.config import CONFIG_KEY
 from argus_tenant_api.dsr import DataSubjects
 from argus_tenant_api.org_purge import GRACE
@@ -66,12 +66,13 @@ def tx(request: web.Request, org_id: UUID | None = None) -> Any:
 async def create_org(request: web.Request) -> web.Response:
     user_id = user_id_of(request)
     body = await parse_json(request, schemas.NewOrg)
+    account = await user_account(request, user_id)
     org_id = uuid.uuid4()
     async with tx(request, org_id) as conn:
         if not await queries.insert_org(conn, org_id, body.name, body.slug):
             raise Problem(409, f"the slug {body.slug!r} is taken", title="Slug taken")
         await queries.insert_wallet(conn, org_id)
-        await queries.insert_member(conn, org_id, user_id, "owner", None)
+        await queries.insert_member(conn, org_id, user_id, "owner", account.get("email"))
         await record(conn, SERVICE, ctx_of(request), "org.created", actor=("user", str(user_id)),
                      resource=("org", str(org_id)), org_id=org_id, data={"slug": body.slug})
         row = await queries.org(conn, org_id)
@@ -231,12 +232,9 @@ async def accept_invitation(request: web.Request) -> web.Response:
 
 
 async def user_account(request: web.Request, user_id: UUID) -> dict[str, Any]:
-    settings = request.app[SETTINGS_KEY]
     try:
-        return await rpc_request(
-            request.app[NATS_KEY], settings.xut_keys, issuer=SERVICE, service="auth",
-            method="user", payload={"user_id": str(user_id)},
-            identity=xut.Identity(sub=f"user:{user_id}"))
+        return await accounts.account_of(request.app[NATS_KEY], request.app[SETTINGS_KEY].xut_keys,
+                                         user_id, request.get(REQUEST_ID))
     except RpcError:
         raise Problem(503, "accounts cannot be checked right now; try again later") from None
 
