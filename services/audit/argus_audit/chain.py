@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -19,41 +20,64 @@ from argus_shared.settings import KeyRing
 
 GENESIS = bytes(32)
 PLATFORM = UUID(int=0)  # the chain of events that belong to no org
-# the chain's byte format is json.dumps(document, sort_keys=True, separators=(",", ":"),
-# ensure_ascii=False): changing it would break every stored link. The document's own keys are
-# fixed, so it is written out in sorted order by hand; only `data` goes through the encoder
-# (built once: json.dumps with options builds a new encoder per call)
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_string = json.encoder.encode_basestring  # what that encoder writes for a str
-# the C encoder behind json.dumps, made once (JSONEncoder.encode makes one per call); no cycle
-# check, as `data` comes from decoded JSON
-_make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-_data_chunks = _make and _make(None, _CANONICAL.default, _string, None, ":", ",", True, False,
-                               True)
+# The chain's byte format (docs/audit-chain.md) is json.dumps(document, sort_keys=True,
+# separators=(",", ":"), ensure_ascii=False) in UTF-8: changing it would break every stored
+# link. msgspec writes those very bytes for strings, integers, true/false/null, arrays and
+# objects with string keys (sorted by code point), several times faster than the json module;
+# only its floats differ (1e16 for Python's 1e+16, 0.00001 for 1e-05), so a value holding a
+# float has its floats rewritten as Python writes them. (This replaces a C encoder built through
+# json.encoder.c_make_encoder, a CPython private.) tests/audit/test_chain_bytes.py pins it.
+_fast = msgspec.json.Encoder(order="sorted").encode
+_in_order = msgspec.json.Encoder().encode  # the document's own keys, written sorted by hand
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _data(value: Any) -> str:
-    return "".join(_data_chunks(value, 0)) if _data_chunks else _CANONICAL.encode(value)
+class _Float(Exception):
+    pass
 
 
-def _text(value: str | None) -> str:
-    return "null" if value is None else _string(value)
+def _refuse_float(text: str) -> float:
+    raise _Float
+
+
+def _python_float(text: str) -> msgspec.Raw:
+    return msgspec.Raw(repr(float(text)).encode())  # what json.dumps writes for that float
+
+
+# msgspec's own bytes read back (in C, faster than a regex or a walk of the value in Python):
+# raising at the first float, or with every float as Python writes it
+_check = msgspec.json.Decoder(float_hook=_refuse_float).decode
+_floats_as_python = msgspec.json.Decoder(float_hook=_python_float).decode
+
+
+def canonical_json(value: Any) -> bytes:
+    """`value` (as decoded from JSON: no NaN or infinity) the way json.dumps(value,
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False) writes it, in UTF-8."""
+    try:
+        fast = _fast(value)
+    except TypeError:  # an object key that is not a string: never from decoded JSON
+        return _JSON.encode(value).encode()
+    try:
+        _check(fast)
+    except _Float:
+        return _fast(_floats_as_python(fast))
+    return fast
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
-    """Stable bytes for one event, from the values as stored."""
+    """Stable bytes for one event, from the values as stored: canonical_json of the document
+    (keys in sorted order here, so that only `data` needs sorting)."""
     occurred = row["occurred_at"]
     if isinstance(occurred, datetime):
         occurred = utc_text(occurred)
-    return (
-        f'{{"actor":[{_text(row["actor_type"])},{_text(row["actor_id"])}],'
-        f'"data":{_data(row["data"])},"event_id":{_text(str(row["event_id"]))},'
-        f'"ip":{_text(row["ip"])},"occurred_at":{_text(occurred)},'
-        f'"org_id":{_text(str(row["org_id"]))},"request_id":{_text(row["request_id"])},'
-        f'"resource":[{_text(row["resource_type"])},{_text(row["resource_id"])}],'
-        f'"seq":{int(row["seq"])},"type":{_text(row["type"])},'
-        f'"user_agent":{_text(row["user_agent"])}}}'
-    ).encode()
+    return _in_order({
+        "actor": [row["actor_type"], row["actor_id"]],
+        "data": msgspec.Raw(canonical_json(row["data"])),
+        "event_id": str(row["event_id"]), "ip": row["ip"], "occurred_at": occurred,
+        "org_id": str(row["org_id"]), "request_id": row["request_id"],
+        "resource": [row["resource_type"], row["resource_id"]], "seq": int(row["seq"]),
+        "type": row["type"], "user_agent": row["user_agent"],
+    })
 
 
 def utc_text(moment: datetime) -> str:
