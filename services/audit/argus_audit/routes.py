@@ -3,7 +3,6 @@ admins (or API keys with `audit:read`); every view of the log is itself an audit
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from argus_audit import SERVICE, chain, queries, schemas
+from argus_audit.export import export_chunks
 from argus_audit.verify import verify_chain
 from argus_shared import db, scoping
 from argus_shared.access import PRINCIPAL
@@ -83,14 +83,8 @@ async def export_events(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": 'attachment; filename="audit.ndjson"'})
     await response.prepare(request)
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
-        lines: list[bytes] = []
-        async for row in conn.cursor(queries.CHAIN, org_id, 0, prefetch=500):
-            lines.append(json.dumps(view(row), separators=(",", ":")).encode() + b"\n")
-            if len(lines) >= 500:
-                await response.write(b"".join(lines))
-                lines.clear()
-        if lines:
-            await response.write(b"".join(lines))
+        async for chunk in export_chunks(conn, org_id, view):
+            await response.write(chunk)
     await response.write_eof()
     return response
 

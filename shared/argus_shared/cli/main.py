@@ -1,4 +1,4 @@
-"""The `argus` command: `up`, `migrate`, `keys` and `gateway render`.
+"""The `argus` command: `up`, `migrate`, `keys`, `audit verify` and `gateway render`.
 
 Every failure is one line on stderr and a non-zero exit (2: bad configuration or usage,
 1: something it depends on is unavailable), never a traceback.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from argus_shared.cli import gateway, up
+from argus_shared.cli import audit, gateway, up
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
 from argus_shared.embedded import EmbeddedError
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list", help="list key rings and their key ids (never the keys)")
     rotate = key_commands.add_parser("rotate", help="put a new current key first in a key ring")
     rotate.add_argument("ring", choices=KEYRINGS)
+    audit.add_parser(commands)
     gateway.add_parser(commands)
     return parser
 
@@ -89,10 +90,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             _keys(args)
         elif args.command == "migrate":
             _migrate(args)
+        elif args.command == "audit":
+            audit.run(args)
         elif args.command == "gateway":
             gateway.run(args)
         else:
             up.run(args)
+    except audit.Failed as exc:
+        _fail(str(exc), exc.code)
     except (ConfigError, EmbeddedError) as exc:
         _fail(str(exc), 2)
     except (StartupError, MigrationError) as exc:
