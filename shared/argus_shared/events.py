@@ -60,7 +60,7 @@ def new_event(
     check_type(type)
     return Event(
         id=str(uuid.uuid4()),
-        type=type,
+        type=str(type),  # a registered EventType is a str subclass: store the plain name
         actor=actor,
         resource=resource,
         occurred_at=datetime.now(UTC).isoformat(timespec="microseconds"),

@@ -16,6 +16,7 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from argus_shared import events, tracing, xut
+from argus_shared.event_types import EventType, emitted_by
 from argus_shared.settings import KeyRing
 
 log = logging.getLogger("argus.outbox")
@@ -112,11 +113,13 @@ def request_event(
 
 
 async def record(
-    conn: asyncpg.Connection, service: str, ctx: Ctx, event_type: str, *,
+    conn: asyncpg.Connection, service: str, ctx: Ctx, event_type: EventType, *,
     actor: tuple[str, str], resource: tuple[str, str], org_id: object = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Build an event from the request context and queue it in the caller's transaction."""
+    """Build an event from the request context and queue it in the caller's transaction; the
+    type must be one `service` emits in the registry (argus_shared.event_types)."""
+    emitted_by(event_type, service)
     event = request_event(ctx, event_type, actor=actor, resource=resource, org_id=org_id,
                           data=data)
     await emit(conn, service, event)

@@ -18,6 +18,7 @@ from prometheus_client import Counter, Histogram
 from argus_audit import chain, queries
 from argus_shared import events
 from argus_shared.consumer import Received
+from argus_shared.event_types import ORG_CREATED, ORG_UPDATED
 
 PLATFORM = str(chain.PLATFORM)
 UTC_TEXT_LENGTH = len("2026-01-01T00:00:00.000000+00:00")
@@ -89,7 +90,7 @@ class Ingest:
 
     async def _track_plans(self, conn: queries.Conn, stored: list[events.Event]) -> None:
         for event in stored:
-            if event.type in ("org.created", "org.updated") and event.org_id:
+            if event.type in (ORG_CREATED, ORG_UPDATED) and event.org_id:
                 await queries.upsert_plan(conn, event.org_id, event.data.get("plan"),
                                           event.data.get("audit_retention_days"))
 

@@ -15,6 +15,7 @@ from argus_audit.verify import verify_chain
 from argus_shared import db, scoping
 from argus_shared.access import PRINCIPAL
 from argus_shared.errors import Problem
+from argus_shared.event_types import AUDIT_LOG_VIEWED, require_known
 from argus_shared.handlers import ctx_of
 from argus_shared.outbox import record
 from argus_shared.routing import Route
@@ -32,7 +33,7 @@ def org_scope(request: web.Request) -> UUID:
 async def viewed(request: web.Request, org_id: UUID, what: str, **data: Any) -> None:
     principal = request[PRINCIPAL]
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
-        await record(conn, SERVICE, ctx_of(request), "audit.log.viewed",
+        await record(conn, SERVICE, ctx_of(request), AUDIT_LOG_VIEWED,
                      actor=(principal.kind, principal.id),
                      resource=("audit_log", what), org_id=org_id, data=data)
 
@@ -64,6 +65,8 @@ def filters_of(query: schemas.EventsQuery) -> dict[str, Any]:
 async def list_events(request: web.Request) -> web.Response:
     org_id = org_scope(request)
     query = parse_query(request, schemas.EventsQuery)
+    if query.action is not None:
+        require_known([query.action], "action")
     filters = filters_of(query)
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         rows = await queries.events_page(conn, org_id, filters,

@@ -27,6 +27,20 @@ from argus_auth.events import ANONYMOUS, Ctx, emit, user
 from argus_shared import crypto, emails
 from argus_shared.access import Revocations
 from argus_shared.errors import Problem
+from argus_shared.event_types import (
+    EMAIL_CHANGE_REQUESTED,
+    EMAIL_CHANGED,
+    LOGIN_FAILED,
+    LOGIN_LOCKED,
+    LOGIN_MFA_REQUIRED,
+    PASSWORD_CHANGED,
+    PASSWORD_RESET,
+    PASSWORD_RESET_REQUESTED,
+    USER_DEACTIVATED,
+    USER_EMAIL_VERIFIED,
+    USER_PURGED,
+    USER_SIGNED_UP,
+)
 from argus_shared.nats import RpcError
 
 log = logging.getLogger("argus.auth.accounts")
@@ -75,7 +89,7 @@ async def _sign_up(auth: Auth, email: str, password: str, ctx: Ctx) -> None:
         expires = auth.now() + timedelta(seconds=auth.config.verify_ttl)
         await queries.insert_email_token(conn, crypto.sha256(token), user_id, "verify_email",
                                          expires)
-        await emit(conn, ctx, "auth.user.signed_up", actor=user(user_id),
+        await emit(conn, ctx, USER_SIGNED_UP, actor=user(user_id),
                    resource=("user", str(user_id)))
     await auth.mailer.send(email, "Verify your email",
                            f"Verify your email: {auth.config.public_url}/verify-email#{token}\n"
@@ -95,7 +109,7 @@ async def verify_email(auth: Auth, token: str, ctx: Ctx) -> None:
         if row is None:
             raise Problem(400, "the verification link is invalid, used or expired")
         await queries.mark_verified(conn, row["user_id"])
-        await emit(conn, ctx, "auth.user.email_verified", actor=user(row["user_id"]),
+        await emit(conn, ctx, USER_EMAIL_VERIFIED, actor=user(row["user_id"]),
                    resource=("user", str(row["user_id"])))
 
 
@@ -141,7 +155,7 @@ async def _succeed(auth: Auth, key: bytes, account: queries.Row, password: str,
         if account["failures"]:
             await queries.clear_failures(conn, key)
         token = await mfa.challenge(auth, conn, account["id"], ctx)
-        await emit(conn, ctx, "auth.login.mfa_required", actor=user(account["id"]),
+        await emit(conn, ctx, LOGIN_MFA_REQUIRED, actor=user(account["id"]),
                    resource=("user", str(account["id"])))
         return token
 
@@ -169,7 +183,7 @@ async def _emit_attempt(conn: queries.Conn, account: queries.Row | None, ctx: Ct
                         **data: object) -> None:
     actor = user(account["id"]) if account else ANONYMOUS
     resource = ("user", str(account["id"])) if account else ("user", "-")
-    event_type = "auth.login.locked" if data.get("locked") else "auth.login.failed"
+    event_type = LOGIN_LOCKED if data.get("locked") else LOGIN_FAILED
     await emit(conn, ctx, event_type, actor=actor, resource=resource,
                data={"reason": reason, **data})
 
@@ -189,7 +203,7 @@ async def _request_reset(auth: Auth, email: str, ctx: Ctx) -> None:
             conn, crypto.sha256(token), account["id"], "reset_password",
             auth.now() + timedelta(seconds=auth.config.reset_ttl),
         )
-        await emit(conn, ctx, "auth.password.reset_requested", actor=user(account["id"]),
+        await emit(conn, ctx, PASSWORD_RESET_REQUESTED, actor=user(account["id"]),
                    resource=("user", str(account["id"])))
     await auth.mailer.send(email, "Reset your password",
                            f"Reset your password: {auth.config.public_url}/reset-password#{token}"
@@ -206,7 +220,7 @@ async def reset_password(auth: Auth, token: str, new_password: str, ctx: Ctx) ->
             raise Problem(400, "the reset link is invalid, used or expired")
         await queries.set_password(conn, row["user_id"], password_hash)
         await queries.mark_verified(conn, row["user_id"])  # the mailbox was proven
-        await emit(conn, ctx, "auth.password.reset", actor=user(row["user_id"]),
+        await emit(conn, ctx, PASSWORD_RESET, actor=user(row["user_id"]),
                    resource=("user", str(row["user_id"])))
     await sessions.revoke_all(auth, row["user_id"], ctx, "password_reset")
 
@@ -218,7 +232,7 @@ async def change_password(auth: Auth, user_id: UUID, session_id: UUID, new_passw
     password_hash = await auth.passwords.hash(new_password)
     async with auth.pool.acquire() as conn, conn.transaction():
         await queries.set_password(conn, user_id, password_hash)
-        await emit(conn, ctx, "auth.password.changed", actor=user(user_id),
+        await emit(conn, ctx, PASSWORD_CHANGED, actor=user(user_id),
                    resource=("user", str(user_id)))
     return await sessions.revoke_all(auth, user_id, ctx, "password_changed", keep=session_id)
 
@@ -239,7 +253,7 @@ async def _request_email_change(auth: Auth, user_id: UUID, new_email: str, ctx: 
             conn, crypto.sha256(token), user_id, "change_email",
             auth.now() + timedelta(seconds=auth.config.verify_ttl), new_email,
         )
-        await emit(conn, ctx, "auth.email.change_requested", actor=user(user_id),
+        await emit(conn, ctx, EMAIL_CHANGE_REQUESTED, actor=user(user_id),
                    resource=("user", str(user_id)))
     await auth.mailer.send(new_email, "Confirm your new email",
                            f"Confirm: {auth.config.public_url}/confirm-email#{token}\n"
@@ -252,7 +266,7 @@ async def confirm_email_change(auth: Auth, token: str, ctx: Ctx) -> None:
                                             auth.now())
         if row is None or not await queries.set_email(conn, row["user_id"], row["new_email"]):
             raise Problem(400, "the confirmation link is invalid, used or expired")
-        await emit(conn, ctx, "auth.email.changed", actor=user(row["user_id"]),
+        await emit(conn, ctx, EMAIL_CHANGED, actor=user(row["user_id"]),
                    resource=("user", str(row["user_id"])))
 
 
@@ -308,7 +322,7 @@ async def deactivate_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any
     ctx = Ctx(request_id=claims.rid)
     async with auth.pool.acquire() as conn, conn.transaction():
         await queries.deactivate(conn, user_id)
-        await emit(conn, ctx, "auth.user.deactivated", actor=user(user_id),
+        await emit(conn, ctx, USER_DEACTIVATED, actor=user(user_id),
                    resource=("user", str(user_id)))
     await sessions.revoke_all(auth, user_id, ctx, "account_deleted")
     await Revocations.revoke_user(auth.js, str(user_id), auth.timestamp())
@@ -328,7 +342,7 @@ async def purge_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:
         if account is not None and account["deactivated_at"] is None:
             raise RpcError(409, "the account is still active")
         await queries.purge_user(conn, user_id)
-        await emit(conn, Ctx(request_id=claims.rid), "auth.user.purged",
+        await emit(conn, Ctx(request_id=claims.rid), USER_PURGED,
                    actor=("service", "tenant-api"), resource=("user", str(user_id)))
     return {"purged": True}
 

@@ -21,6 +21,7 @@ from argus_shared.access import API_KEY_PREFIX as PREFIX
 from argus_shared.access import API_KEY_REVOKED_SUBJECT as REVOKED_SUBJECT
 from argus_shared.consumer import Received
 from argus_shared.errors import Problem
+from argus_shared.event_types import API_KEY_CREATED, API_KEY_REVOKED, API_KEYS_PURGED
 from argus_shared.nats import RpcError
 
 DISPLAY_PREFIX = 14
@@ -56,7 +57,7 @@ async def create(auth: Auth, org_id: UUID, project_id: UUID, actor: UUID, name: 
     }
     async with db.tenant_tx(auth.pool, org_id, actor) as conn:
         row = await queries.insert_api_key(conn, values)
-        await emit(conn, ctx, "auth.api_key.created", actor=user(actor),
+        await emit(conn, ctx, API_KEY_CREATED, actor=user(actor),
                    resource=("api_key", str(values["id"])), org_id=str(org_id),
                    data={"project_id": str(project_id), "scopes": values["scopes"],
                          "rotated_from_id": str(rotated_from) if rotated_from else None})
@@ -94,7 +95,7 @@ async def revoke(auth: Auth, org_id: UUID, project_id: UUID, key_id: UUID, actor
         if row is None:
             raise Problem(404, "no such API key")
         await queries.revoke_api_key(conn, org_id, key_id, auth.now())
-        await emit(conn, ctx, "auth.api_key.revoked", actor=user(actor),
+        await emit(conn, ctx, API_KEY_REVOKED, actor=user(actor),
                    resource=("api_key", str(key_id)), org_id=str(org_id))
     await announce_revocation(auth, key_id)
 
@@ -109,7 +110,7 @@ async def purge_org(auth: Auth, org_id: UUID, ctx: Ctx) -> int:
     async with db.tenant_tx(auth.pool, org_id) as conn:
         removed = await queries.delete_org_api_keys(conn, org_id)
         if removed:
-            await emit(conn, ctx, "auth.api_keys.purged", actor=("service", "tenant-api"),
+            await emit(conn, ctx, API_KEYS_PURGED, actor=("service", "tenant-api"),
                        resource=("org", str(org_id)), org_id=str(org_id),
                        data={"api_keys": len(removed)})
     for key_id in removed:

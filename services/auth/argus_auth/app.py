@@ -19,6 +19,7 @@ from argus_auth.signing import SigningKeys
 from argus_shared import events
 from argus_shared.access import AccessVerifier, Revocations
 from argus_shared.consumer import Consumer
+from argus_shared.event_types import ORG_DELETED
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
 from argus_shared.ratelimit import RateLimiter
@@ -26,7 +27,7 @@ from argus_shared.runner import service_app
 from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import ACCESS_KEY, LIMITER_KEY, NATS_KEY, POOL_KEY
 
-ORG_DELETED = events.subject_for("tenant-api", "org.deleted")
+ORG_DELETED = events.subject_for("tenant-api", ORG_DELETED)
 
 
 def mailer_for(config: AuthConfig) -> Mailer:

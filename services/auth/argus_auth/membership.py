@@ -18,6 +18,7 @@ from argus_shared import events, xut
 from argus_shared.access import revoke_membership
 from argus_shared.consumer import Received
 from argus_shared.errors import Problem
+from argus_shared.event_types import MEMBER_ADDED, MEMBER_REMOVED, MEMBER_ROLE_CHANGED
 from argus_shared.nats import RpcError, request
 
 log = logging.getLogger("argus.auth.membership")
@@ -89,9 +90,9 @@ async def of_project(auth: Auth, user_id: UUID, org_id: UUID, project_id: UUID,
 
 
 MEMBER_EVENTS = events.subject_for("tenant-api", "org.member.*")
-ROLE_AFTER = {"org.member.removed": lambda data: None,
-              "org.member.role_changed": lambda data: data.get("to"),
-              "org.member.added": lambda data: data.get("role")}
+ROLE_AFTER = {MEMBER_REMOVED: lambda data: None,
+              MEMBER_ROLE_CHANGED: lambda data: data.get("to"),
+              MEMBER_ADDED: lambda data: data.get("role")}
 
 
 async def membership_changed(auth: Auth, event: events.Event) -> None:
@@ -101,7 +102,7 @@ async def membership_changed(auth: Auth, event: events.Event) -> None:
     assert event.org_id is not None
     role = ROLE_AFTER[event.type](event.data)
     user_id, org_id = UUID(event.resource.id), UUID(event.org_id)
-    if event.type == "org.member.removed":
+    if event.type == MEMBER_REMOVED:
         async with auth.pool.acquire() as conn:
             await queries.end_org_scope(conn, user_id, org_id)
     at = datetime.fromisoformat(event.occurred_at).timestamp()

@@ -15,6 +15,7 @@ from argus_auth.core import Auth
 from argus_auth.events import Ctx, emit, user
 from argus_shared import crypto
 from argus_shared.errors import Problem
+from argus_shared.event_types import LOGIN_FAILED, MFA_DISABLED, MFA_ENABLED
 
 STEP = 30
 RECOVERY_CODES = 10
@@ -111,7 +112,7 @@ async def confirm(auth: Auth, user_id: UUID, code: str, ctx: Ctx) -> list[str]:
         await queries.replace_recovery_codes(
             conn, user_id, [crypto.sha256(_canonical(c)) for c in codes]
         )
-        await emit(conn, ctx, "auth.mfa.enabled", actor=user(user_id),
+        await emit(conn, ctx, MFA_ENABLED, actor=user(user_id),
                    resource=("user", str(user_id)), data={"factor": "totp"})
     return codes
 
@@ -121,7 +122,7 @@ async def disable(auth: Auth, user_id: UUID, ctx: Ctx) -> None:
         if not await enabled(conn, user_id):
             raise Problem(409, "MFA is not enabled")
         await queries.delete_mfa(conn, user_id)
-        await emit(conn, ctx, "auth.mfa.disabled", actor=user(user_id),
+        await emit(conn, ctx, MFA_DISABLED, actor=user(user_id),
                    resource=("user", str(user_id)), data={"factor": "totp"})
 
 
@@ -141,7 +142,7 @@ async def complete_login(auth: Auth, token: str, code: str | None, recovery_code
             outcome = None if await check_recovery(conn, user_id, recovery_code or "") else WRONG
         if outcome is not None:
             await queries.fail_challenge(conn, crypto.sha256(token), MAX_CHALLENGE_TRIES)
-            await emit(conn, ctx, "auth.login.failed", actor=user(user_id),
+            await emit(conn, ctx, LOGIN_FAILED, actor=user(user_id),
                        resource=("user", str(user_id)),
                        data={"reason": "used_mfa_code" if outcome == USED else "bad_mfa_code"})
     if outcome is not None:

@@ -10,6 +10,7 @@ from argus_auth.core import Auth
 from argus_auth.events import Ctx, emit, user
 from argus_shared.access import AccessClaims
 from argus_shared.errors import Problem
+from argus_shared.event_types import REAUTH_FAILED, REAUTH_SUCCEEDED, SESSION_ORG_SWITCHED
 
 
 async def step_up(auth: Auth, claims: AccessClaims, password: str | None, code: str | None,
@@ -39,11 +40,11 @@ async def step_up(auth: Auth, claims: AccessClaims, password: str | None, code: 
     amr = (["pwd"] if password is not None else []) + (["otp"] if code is not None else [])
     async with auth.pool.acquire() as conn, conn.transaction():
         if not ok:
-            await emit(conn, ctx, "auth.reauth.failed", actor=user(user_id),
+            await emit(conn, ctx, REAUTH_FAILED, actor=user(user_id),
                        resource=("session", claims.sid))
         else:
             await queries.set_session_auth(conn, session_id, auth.now(), amr)
-            await emit(conn, ctx, "auth.reauth.succeeded", actor=user(user_id),
+            await emit(conn, ctx, REAUTH_SUCCEEDED, actor=user(user_id),
                        resource=("session", claims.sid), data={"amr": amr})
     if ok:
         return await sessions.reissue(auth, session_id, ctx)
@@ -60,7 +61,7 @@ async def switch(auth: Auth, claims: AccessClaims, org_id: UUID, ctx: Ctx) -> st
         raise membership.mfa_required()
     async with auth.pool.acquire() as conn, conn.transaction():
         await queries.set_session_org(conn, UUID(claims.sid), org_id, found.role)
-        await emit(conn, ctx, "auth.session.org_switched", actor=user(claims.sub),
+        await emit(conn, ctx, SESSION_ORG_SWITCHED, actor=user(claims.sub),
                    resource=("session", claims.sid), org_id=str(org_id),
                    data={"role": found.role})
         row = await queries.session_by_id(conn, UUID(claims.sid))

@@ -23,6 +23,13 @@ from argus_auth.queries import Conn
 from argus_shared import crypto
 from argus_shared.access import Revocations, issued_at
 from argus_shared.errors import Problem
+from argus_shared.event_types import (
+    LOGIN_SUCCEEDED,
+    REFRESH_TOKEN_REUSED,
+    SESSION_ORG_SCOPE_CHANGED,
+    SESSION_REVOKED,
+    SESSIONS_REVOKED,
+)
 
 log = logging.getLogger("argus.auth.sessions")
 REFRESH_PREFIX = "art_"
@@ -76,7 +83,7 @@ async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx,
         "expires_at": now + timedelta(seconds=auth.config.refresh_ttl), "now": now,
     }
     refresh = new_refresh_token()
-    event = prepare(ctx, "auth.login.succeeded", actor=user(user_id),
+    event = prepare(ctx, LOGIN_SUCCEEDED, actor=user(user_id),
                     resource=("session", str(session["id"])), data={"amr": amr})
     await queries.start_session(conn, session, crypto.sha256(refresh), event, clear_throttle)
     return Issued(access_token(auth, session, now), refresh, session["id"],
@@ -101,7 +108,7 @@ async def scoped(conn: Conn, session: Mapping[str, Any], scope: Scope,
     if (current["org_id"], current["role"]) == (scope.org_id, scope.role):
         return current
     await queries.set_session_org(conn, current["id"], scope.org_id, scope.role)
-    await emit(conn, ctx, "auth.session.org_scope_changed", actor=("service", "auth"),
+    await emit(conn, ctx, SESSION_ORG_SCOPE_CHANGED, actor=("service", "auth"),
                resource=("session", str(current["id"])), org_id=str(current["org_id"]),
                data={"from_role": current["role"], "to_role": scope.role})
     return {**current, "org_id": scope.org_id, "role": scope.role}
@@ -173,7 +180,7 @@ async def _spend(auth: Auth, token_hash: bytes, scope: Scope, ctx: Ctx) -> Issue
             if replay is not None:
                 return replay
             revoked = await queries.revoke_sessions(conn, row["user_id"], "refresh_token_reuse")
-            await emit(conn, ctx, "auth.refresh_token.reused", actor=user(row["user_id"]),
+            await emit(conn, ctx, REFRESH_TOKEN_REUSED, actor=user(row["user_id"]),
                        resource=("session", str(row["session_id"])),
                        data={"revoked_sessions": len(revoked)})
         await Revocations.revoke_user(auth.js, str(row["user_id"]), auth.timestamp())
@@ -212,7 +219,7 @@ async def revoke(auth: Auth, user_id: UUID, session_id: UUID, ctx: Ctx, why: str
     async with auth.pool.acquire() as conn, conn.transaction():
         revoked = await queries.revoke_session(conn, user_id, session_id, why)
         if revoked:
-            await emit(conn, ctx, "auth.session.revoked", actor=user(user_id),
+            await emit(conn, ctx, SESSION_REVOKED, actor=user(user_id),
                        resource=("session", str(session_id)), data={"reason": why})
     if revoked:
         await Revocations.revoke_session(auth.js, str(session_id))
@@ -224,7 +231,7 @@ async def revoke_all(auth: Auth, user_id: UUID, ctx: Ctx, why: str,
     async with auth.pool.acquire() as conn, conn.transaction():
         revoked = await queries.revoke_sessions(conn, user_id, why, keep)
         if revoked:
-            await emit(conn, ctx, "auth.sessions.revoked", actor=user(user_id),
+            await emit(conn, ctx, SESSIONS_REVOKED, actor=user(user_id),
                        resource=("user", str(user_id)),
                        data={"reason": why, "count": len(revoked)})
     for session_id in revoked:

@@ -20,6 +20,7 @@ from argus_files.storage import storage_for
 from argus_files.store import STORE_KEY, Store
 from argus_shared import events
 from argus_shared.consumer import Consumer, Received
+from argus_shared.event_types import ORG_DELETED
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
 from argus_shared.outbox import Ctx
@@ -28,7 +29,7 @@ from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import NATS_KEY, POOL_KEY, READY_KEY
 
 DURABLE = "files"
-ORG_DELETED = events.subject_for("tenant-api", "org.deleted")
+ORG_DELETED = events.subject_for("tenant-api", ORG_DELETED)
 log = logging.getLogger("argus.files")
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from argus_files import events, queries
+from argus_files import SERVICE, events, queries
 from argus_files.storage import StorageError, object_key
 from argus_files.store import Store
 from argus_shared import db
@@ -29,7 +29,7 @@ async def shred(store: Store, org_id: UUID, owner_id: UUID | None, object_id: UU
         rows = await queries.shred(conn, org_id, owner_id, object_id)
         if rows or (object_id is None and record_empty):
             event, resource = _event(org_id, owner_id, object_id)
-            await record(conn, "files", ctx, event, actor=actor, resource=resource,
+            await record(conn, SERVICE, ctx, event, actor=actor, resource=resource,
                          org_id=org_id, data=_data(rows, owner_id))
     store.metrics.shredded.inc(len(rows))
     await remove_bytes(store, org_id, owner_id, object_id, rows)

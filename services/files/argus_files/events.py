@@ -3,7 +3,14 @@ File names are not in them: they may be personal, and the audit trail keeps even
 
 from __future__ import annotations
 
-UPLOADED = "file.uploaded"
-DELETED = "file.deleted"
-USER_PURGED = "file.user_purged"
-ORG_PURGED = "file.org_purged"
+from argus_shared.event_types import (
+    FILE_DELETED,
+    FILE_UPLOADED,
+    FILES_ORG_PURGED,
+    FILES_USER_PURGED,
+)
+
+UPLOADED = FILE_UPLOADED
+DELETED = FILE_DELETED
+USER_PURGED = FILES_USER_PURGED
+ORG_PURGED = FILES_ORG_PURGED

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from argus_files import events, keys, queries
+from argus_files import SERVICE, events, keys, queries
 from argus_files.scope import Scope
 from argus_files.segments import Header
 from argus_files.sniff import WINDOW, sniff
@@ -73,7 +73,7 @@ async def _store(store: Store, scope: Scope, source: Source, ctx: Ctx) -> Any:
         row = await queries.mark_stored(conn, org_id, owner_id, object_id, content_type, size,
                                         digest)
         if row is not None:
-            await record(conn, "files", ctx, events.UPLOADED, actor=scope.actor,
+            await record(conn, SERVICE, ctx, events.UPLOADED, actor=scope.actor,
                          resource=("file", str(object_id)), org_id=org_id,
                          data={"owner_id": str(owner_id), "size": size,
                                "content_type": content_type})

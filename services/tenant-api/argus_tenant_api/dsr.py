@@ -17,6 +17,7 @@ from prometheus_client import Gauge
 from argus_shared import db, xut
 from argus_shared.access import revoke_membership
 from argus_shared.errors import Problem
+from argus_shared.event_types import MEMBER_REMOVED, USER_DELETION_REQUESTED
 from argus_shared.nats import RpcError, request
 from argus_shared.outbox import Ctx, record
 from argus_shared.settings import KeyRing
@@ -70,7 +71,7 @@ class DataSubjects:
         for org in orgs:
             async with db.tenant_tx(self.pool, org["org_id"], user_id) as conn:
                 await queries.delete_member(conn, org["org_id"], user_id)
-                await record(conn, SERVICE, ctx, "org.member.removed",
+                await record(conn, SERVICE, ctx, MEMBER_REMOVED,
                              actor=("user", str(user_id)), resource=("user", str(user_id)),
                              org_id=org["org_id"],
                              data={"reason": "account_deleted"})
@@ -80,7 +81,7 @@ class DataSubjects:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await queries.insert_deletion(conn, user_id, due,
                                                 {SERVICE: datetime.now(UTC).isoformat()})
-            await record(conn, SERVICE, ctx, "user.deletion_requested",
+            await record(conn, SERVICE, ctx, USER_DELETION_REQUESTED,
                          actor=("user", str(user_id)), resource=("user", str(user_id)),
                          data={"due_at": row["due_at"].isoformat()})
         return status_view(row)

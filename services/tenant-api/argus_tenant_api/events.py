@@ -13,12 +13,13 @@ from nats.aio.client import Client
 
 from argus_shared import db, events
 from argus_shared.consumer import Received
+from argus_shared.event_types import EMAIL_CHANGED
 from argus_shared.nats import RpcError
 from argus_shared.settings import KeyRing
 from argus_tenant_api import accounts, queries
 
 log = logging.getLogger("argus.tenant_api.events")
-EMAIL_CHANGED = events.subject_for("auth", "auth.email.changed")
+EMAIL_CHANGED = events.subject_for("auth", EMAIL_CHANGED)
 
 
 async def refresh_member_email(pool: asyncpg.Pool, nc: Client, keys: KeyRing, user_id: UUID,

@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from argus_shared import db
+from argus_shared.event_types import ORG_PURGED
 from argus_shared.outbox import Ctx, record
 from argus_tenant_api import SERVICE, queries
 
@@ -27,7 +28,7 @@ async def purge_deleted_orgs(pool: asyncpg.Pool, now: datetime | None = None) ->
     for org_id in due:
         async with db.tenant_tx(pool, org_id) as conn:
             removed = await queries.purge_org(conn, org_id)
-            await record(conn, SERVICE, Ctx(), "org.purged", actor=("service", SERVICE),
+            await record(conn, SERVICE, Ctx(), ORG_PURGED, actor=("service", SERVICE),
                          resource=("org", str(org_id)), org_id=org_id, data=removed)
         log.info("deleted org purged", extra={"org_id": str(org_id), **removed})
     return due

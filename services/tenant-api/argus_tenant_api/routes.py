@@ -16,6 +16,18 @@ from aiohttp import web
 from argus_shared import db, emails
 from argus_shared.access import PRINCIPAL, revoke_membership, revoke_org
 from argus_shared.errors import Problem
+from argus_shared.event_types import (
+    INVITATION_CREATED,
+    INVITATION_REVOKED,
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
+    MEMBER_ROLE_CHANGED,
+    ORG_CREATED,
+    ORG_DELETED,
+    ORG_UPDATED,
+    PROJECT_CREATED,
+    PROJECT_DELETED,
+)
 from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
 from argus_shared.nats import RpcError
 from argus_shared.outbox import record
@@ -73,7 +85,7 @@ async def create_org(request: web.Request) -> web.Response:
             raise Problem(409, f"the slug {body.slug!r} is taken", title="Slug taken")
         await queries.insert_wallet(conn, org_id)
         await queries.insert_member(conn, org_id, user_id, "owner", account.get("email"))
-        await record(conn, SERVICE, ctx_of(request), "org.created", actor=("user", str(user_id)),
+        await record(conn, SERVICE, ctx_of(request), ORG_CREATED, actor=("user", str(user_id)),
                      resource=("org", str(org_id)), org_id=org_id, data={"slug": body.slug})
         row = await queries.org(conn, org_id)
     return json(org_view(row), 201)
@@ -104,7 +116,7 @@ async def update_org(request: web.Request) -> web.Response:
         if "plan" in changes and scope.role != "owner":
             raise Problem(403, "only an owner changes the plan")
         row = await queries.update_org(conn, scope.org_id, changes)
-        await record(conn, SERVICE, ctx_of(request), "org.updated", actor=scope.actor,
+        await record(conn, SERVICE, ctx_of(request), ORG_UPDATED, actor=scope.actor,
                      resource=("org", str(scope.org_id)), org_id=scope.org_id, data=changes)
     return json(org_view(row))
 
@@ -115,7 +127,7 @@ async def delete_org(request: web.Request) -> web.Response:
         await queries.delete_org(conn, scope.org_id)
         request.app[ROLES_KEY].drop(scope.org_id)
         purge_by = datetime.now(UTC) + GRACE
-        await record(conn, SERVICE, ctx_of(request), "org.deleted", actor=scope.actor,
+        await record(conn, SERVICE, ctx_of(request), ORG_DELETED, actor=scope.actor,
                      resource=("org", str(scope.org_id)), org_id=scope.org_id,
                      data={"purge_by": purge_by.isoformat()})
     # every org token and API key of the org stops working on every service at once; the
@@ -141,7 +153,7 @@ async def change_member(request: web.Request) -> web.Response:
         target = uuid_param(request, "user_id")
         before = await members.change_role(conn, scope, target, body.role)
         request.app[ROLES_KEY].drop(scope.org_id, target)
-        await record(conn, SERVICE, ctx_of(request), "org.member.role_changed",
+        await record(conn, SERVICE, ctx_of(request), MEMBER_ROLE_CHANGED,
                      actor=scope.actor, resource=("user", str(target)), org_id=scope.org_id,
                      data={"from": before, "to": body.role})
     await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target),
@@ -155,7 +167,7 @@ async def remove_member(request: web.Request) -> web.Response:
         target = uuid_param(request, "user_id")
         role = await members.remove(conn, scope, target)
         request.app[ROLES_KEY].drop(scope.org_id, target)
-        await record(conn, SERVICE, ctx_of(request), "org.member.removed", actor=scope.actor,
+        await record(conn, SERVICE, ctx_of(request), MEMBER_REMOVED, actor=scope.actor,
                      resource=("user", str(target)), org_id=scope.org_id, data={"role": role})
     await revoke_membership(request.app[NATS_KEY].jetstream(), str(scope.org_id), str(target),
                             None)
@@ -180,7 +192,7 @@ async def invite(request: web.Request) -> web.Response:
             "role": body.role, "token_hash": hashlib.sha256(token.encode()).digest(),
             "invited_by": scope.user_id,
             "expires_at": datetime.now(UTC) + timedelta(days=INVITATION_DAYS)})
-        await record(conn, SERVICE, ctx_of(request), "org.invitation.created", actor=scope.actor,
+        await record(conn, SERVICE, ctx_of(request), INVITATION_CREATED, actor=scope.actor,
                      resource=("invitation", str(row["id"])), org_id=scope.org_id,
                      data={"role": body.role})
     return json({"token": token, "invitation": invitation_view(row)}, 201)
@@ -199,7 +211,7 @@ async def revoke_invitation(request: web.Request) -> web.Response:
         invitation_id = uuid_param(request, "invitation_id")
         if not await queries.revoke_invitation(conn, scope.org_id, invitation_id):
             raise not_found()
-        await record(conn, SERVICE, ctx_of(request), "org.invitation.revoked", actor=scope.actor,
+        await record(conn, SERVICE, ctx_of(request), INVITATION_REVOKED, actor=scope.actor,
                      resource=("invitation", str(invitation_id)), org_id=scope.org_id)
     return web.Response(status=204)
 
@@ -222,7 +234,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
         if not await queries.insert_member(conn, found["org_id"], user_id, found["role"],
                                            found["email"]):
             raise Problem(409, "you are already a member")
-        await record(conn, SERVICE, ctx_of(request), "org.member.added",
+        await record(conn, SERVICE, ctx_of(request), MEMBER_ADDED,
                      actor=("user", str(user_id)), resource=("user", str(user_id)),
                      org_id=found["org_id"], data={"role": found["role"], "via": "invitation"})
     # a member removed earlier is refused by role until the new membership is published
@@ -251,7 +263,7 @@ async def create_project(request: web.Request) -> web.Response:
         scope = await authorise(request, conn)
         row = await queries.insert_project(conn, scope.org_id, uuid.uuid4(), body.name,
                                            scope.user_id)
-        await record(conn, SERVICE, ctx_of(request), "project.created", actor=scope.actor,
+        await record(conn, SERVICE, ctx_of(request), PROJECT_CREATED, actor=scope.actor,
                      resource=("project", str(row["id"])), org_id=scope.org_id)
     return json(project_view(row), 201)
 
@@ -278,7 +290,7 @@ async def delete_project(request: web.Request) -> web.Response:
         project_id = uuid_param(request, "project_id")
         if not await queries.delete_project(conn, scope.org_id, project_id):
             raise not_found()
-        await record(conn, SERVICE, ctx_of(request), "project.deleted", actor=scope.actor,
+        await record(conn, SERVICE, ctx_of(request), PROJECT_DELETED, actor=scope.actor,
                      resource=("project", str(project_id)), org_id=scope.org_id)
     return web.Response(status=204)
 

@@ -15,6 +15,7 @@ import msgspec
 from prometheus_client import Gauge
 
 from argus_shared.errors import Problem
+from argus_shared.event_types import WALLET_CHARGE, WALLET_DEPOSIT, WALLET_MISMATCH
 from argus_shared.outbox import Ctx, record
 from argus_tenant_api import SERVICE, queries
 from argus_tenant_api.scope import Scope, require_step_up
@@ -57,7 +58,8 @@ async def move(conn: queries.Conn, scope: Scope, kind: str, cents: int, descript
         "org_id": scope.org_id, "id": uuid.uuid4(), "kind": kind, "amount_cents": signed,
         "description": description, "actor": ":".join(scope.actor)})
     balance = await queries.add_to_balance(conn, scope.org_id, signed)
-    await record(conn, SERVICE, ctx, f"wallet.{kind}", actor=scope.actor,
+    event_type = WALLET_DEPOSIT if kind == "deposit" else WALLET_CHARGE
+    await record(conn, SERVICE, ctx, event_type, actor=scope.actor,
                  resource=("ledger_entry", str(entry["id"])), org_id=scope.org_id,
                  data={"amount_cents": signed, "balance_cents": balance})
     return {"entry": entry_view(entry), "balance_cents": balance}
@@ -98,7 +100,7 @@ class Reconciler:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await queries.wallet_mismatches(conn)
             for row in rows:
-                await record(conn, SERVICE, Ctx(), "wallet.mismatch",
+                await record(conn, SERVICE, Ctx(), WALLET_MISMATCH,
                              actor=("system", "reconciler"),
                              resource=("wallet", str(row["org_id"])),
                              org_id=row["org_id"],

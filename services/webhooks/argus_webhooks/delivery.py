@@ -18,6 +18,7 @@ import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
 from argus_shared import crypto, db
+from argus_shared.event_types import ENDPOINT_DISABLED
 from argus_shared.outbox import Ctx, record
 from argus_shared.settings import KeyRing
 from argus_webhooks import SERVICE, excerpt, queries, signing, ssrf
@@ -324,7 +325,7 @@ class Deliverer:
 
     async def _disable(self, conn: queries.Conn, row: asyncpg.Record, reason: str) -> None:
         await queries.disable(conn, row["org_id"], row["endpoint_id"], reason)
-        await record(conn, SERVICE, Ctx(), "webhooks.endpoint.disabled",
+        await record(conn, SERVICE, Ctx(), ENDPOINT_DISABLED,
                      actor=("system", "webhooks"), resource=("endpoint", str(row["endpoint_id"])),
                      org_id=row["org_id"], data={"reason": reason})
 

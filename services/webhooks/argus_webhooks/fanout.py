@@ -16,10 +16,11 @@ import asyncpg
 
 from argus_shared import db
 from argus_shared.consumer import Received
+from argus_shared.event_types import ORG_DELETED
 from argus_webhooks import queries
 
 log = logging.getLogger("argus.webhooks.fanout")
-ORG_DELETED = "org.deleted"
+ORG_DELETED = ORG_DELETED
 
 
 class FanOut:

@@ -16,6 +16,14 @@ from aiohttp import web
 from argus_shared import crypto, db, scoping
 from argus_shared.access import PRINCIPAL
 from argus_shared.errors import Problem
+from argus_shared.event_types import (
+    ENDPOINT_CREATED,
+    ENDPOINT_DELETED,
+    ENDPOINT_SECRET_ROTATED,
+    ENDPOINT_UPDATED,
+    INBOUND_RECEIVED,
+    require_known,
+)
 from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
 from argus_shared.outbox import record
 from argus_shared.routing import Route
@@ -62,13 +70,14 @@ async def _new_secret(conn: Any, request: web.Request, org_id: UUID, endpoint_id
 async def create_endpoint(request: web.Request) -> web.Response:
     org_id = org_scope(request)
     body = await parse_json(request, schemas.NewEndpoint)
+    require_known(body.event_types, "event_types", wildcard=True)
     url = await checked_url(request, body.url)
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         row = await queries.insert_endpoint(conn, {
             "org_id": org_id, "id": uuid.uuid4(), "url": url,
             "event_types": sorted(set(body.event_types)), "description": body.description})
         secret, _ = await _new_secret(conn, request, org_id, row["id"])
-        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.created",
+        await record(conn, SERVICE, ctx_of(request), ENDPOINT_CREATED,
                      actor=_actor(request), resource=("endpoint", str(row["id"])), org_id=org_id)
     return json({"secret": secret, "endpoint": endpoint_view(row)}, 201)
 
@@ -98,6 +107,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
     org_id = org_scope(request)
     body = await parse_json(request, schemas.EndpointChanges)
     changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+    require_known(changes.get("event_types", ()), "event_types", wildcard=True)
     if "url" in changes:
         await checked_url(request, changes["url"])
     if changes.get("enabled") is True:
@@ -110,7 +120,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
                                             changes)
         if row is None:
             raise not_found()
-        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.updated",
+        await record(conn, SERVICE, ctx_of(request), ENDPOINT_UPDATED,
                      actor=_actor(request), resource=("endpoint", str(row["id"])), org_id=org_id)
     return json(endpoint_view(row))
 
@@ -121,7 +131,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     async with db.tenant_tx(request.app[POOL_KEY], org_id) as conn:
         if not await queries.delete_endpoint(conn, org_id, endpoint_id):
             raise not_found()
-        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.deleted",
+        await record(conn, SERVICE, ctx_of(request), ENDPOINT_DELETED,
                      actor=_actor(request), resource=("endpoint", str(endpoint_id)),
                      org_id=org_id)
     return web.Response(status=204)
@@ -140,7 +150,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
         secret, secret_id = await _new_secret(conn, request, org_id, endpoint_id)
         until = datetime.now(UTC) + timedelta(hours=hours)
         await queries.expire_secrets(conn, org_id, endpoint_id, secret_id, until)
-        await record(conn, SERVICE, ctx_of(request), "webhooks.endpoint.secret_rotated",
+        await record(conn, SERVICE, ctx_of(request), ENDPOINT_SECRET_ROTATED,
                      actor=_actor(request), resource=("endpoint", str(endpoint_id)),
                      org_id=org_id, data={"overlap_hours": hours})
     return json({"secret": secret, "previous_valid_until": until.isoformat()}, 201)
@@ -193,7 +203,7 @@ async def inbound(request: web.Request) -> web.Response:
     async with request.app[POOL_KEY].acquire() as conn, conn.transaction():
         if not await queries.insert_inbound(conn, provider.name, event_id):
             raise Problem(409, "this event was already received", title="Replay")
-        await record(conn, SERVICE, ctx_of(request), "webhooks.inbound.received",
+        await record(conn, SERVICE, ctx_of(request), INBOUND_RECEIVED,
                      actor=("provider", provider.name), resource=("inbound_event", event_id),
                      data={"provider": provider.name, "payload": payload})
     return json({"status": "received"})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from argus_shared.cli import audit, gateway, up
+from argus_shared.cli import audit, events, gateway, up
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
 from argus_shared.embedded import EmbeddedError
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("ring", choices=KEYRINGS)
     audit.add_parser(commands)
     gateway.add_parser(commands)
+    events.add_parser(commands)
     return parser
 
 
@@ -94,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             audit.run(args)
         elif args.command == "gateway":
             gateway.run(args)
+        elif args.command == "events":
+            events.run(args)
         else:
             up.run(args)
     except audit.Failed as exc:
