@@ -94,10 +94,10 @@ async def bare_pull_rate(nc, js, kind: str, count: int) -> float:
     return rate
 
 
-async def audit_rate(js, pool, keys, kind: str, count: int, owner) -> float:
+async def audit_rate(nc, pool, keys, kind: str, count: int, owner) -> float:
     registry = CollectorRegistry()
     ingest = Ingest(pool, Metrics(registry))
-    consumer = Consumer(js, keys, durable=f"audit{kind[-4:]}", handler=ingest, batch=BATCH,
+    consumer = Consumer(nc, keys, durable=f"audit{kind[-4:]}", handler=ingest, batch=BATCH,
                         subject=events.subject_for("bench", kind))
     started = time.perf_counter()
     await consumer.start()
@@ -126,14 +126,14 @@ async def copy_rate(admin: asyncpg.Connection, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def lag_p99(js, pool, keys, owner, rate: float, seconds: float) -> float:
+async def lag_p99(nc, pool, keys, owner, rate: float, seconds: float) -> float:
     kind = f"lag.t{uuid.uuid4().hex[:6]}"
     count = int(rate * seconds)
     ingest = Ingest(pool, Metrics(CollectorRegistry()))
-    consumer = Consumer(js, keys, durable=f"lag{kind[-6:]}", handler=ingest, batch=BATCH,
+    consumer = Consumer(nc, keys, durable=f"lag{kind[-6:]}", handler=ingest, batch=BATCH,
                         subject=events.subject_for("bench", kind))
     await consumer.start()
-    await publish(js, keys, count, kind, rate)
+    await publish(nc.jetstream(), keys, count, kind, rate)
     while await owner.fetchval("select count(*) from audit.audit_events where type = $1",
                                kind) < count:
         await asyncio.sleep(0.05)
@@ -161,10 +161,10 @@ async def main(count: int, rate: float, seconds: float, rounds: int, orgs: int) 
             await publish(js, keys, count, kind, None)
             bares.append(await bare_rate(js, kind, count))
             pulls.append(await bare_pull_rate(nc, js, kind, count))
-            storeds.append(await audit_rate(js, pool, keys, kind, count, owner))
+            storeds.append(await audit_rate(nc, pool, keys, kind, count, owner))
         bare, pull, stored = (statistics.median(rates) for rates in (bares, pulls, storeds))
         copy = await copy_rate(owner, count)
-        lag = await lag_p99(js, pool, keys, owner, rate, seconds)
+        lag = await lag_p99(nc, pool, keys, owner, rate, seconds)
         print(f"bare fetch+ack, nats-py    : {bare:9.0f} events/s  (median of {rounds} rounds "
               f"of {count})")
         print(f"bare fetch+ack, Argus pull : {pull:9.0f} events/s  (the service's own loop)")

@@ -102,7 +102,7 @@ async def latency(infra, admin, pool, master, keys, url: str, rate: float,
     nc = await connect(infra.nats_url, "bench")
     js = nc.jetstream()
     await ensure_stream(js)
-    consumer = Consumer(js, keys, durable="bench-fanout", handler=FanOut(pool))
+    consumer = Consumer(nc, keys, durable="bench-fanout", handler=FanOut(pool))
     await consumer.start()
     deliverer = Deliverer(pool, master, config(), Metrics(CollectorRegistry()))
     task = asyncio.create_task(deliverer.run())

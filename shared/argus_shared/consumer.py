@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import MsgAlreadyAckdError
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -89,7 +89,7 @@ def _org_of(claims: xut.Claims) -> str | None:
 class Consumer:
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: Client,
         keys: KeyRing,
         *,
         durable: str,
@@ -98,7 +98,8 @@ class Consumer:
         batch: int = 100,
         ack_wait: float = 30.0,
     ) -> None:
-        self.js, self.keys, self.durable, self.handler = js, keys, durable, handler
+        self.nc, self.js = nc, nc.jetstream()
+        self.keys, self.durable, self.handler = keys, durable, handler
         self.subject, self.batch, self.ack_wait = subject, batch, ack_wait
         self._task: asyncio.Task[None] | None = None
         self._pull: PullBatches | None = None
@@ -107,8 +108,7 @@ class Consumer:
 
     async def start(self) -> None:
         await self._ensure_durable()
-        # nats-py keeps its client on the JetStream context, without a public accessor
-        self._pull = PullBatches(self.js._nc, events.STREAM, self.durable)
+        self._pull = PullBatches(self.nc, events.STREAM, self.durable)
         await self._pull.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
 

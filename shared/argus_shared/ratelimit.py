@@ -3,6 +3,11 @@
 Limits hold per replica; with N replicas behind the gateway the effective limit is N times the
 setting (the gateway or a shared store can tighten that later). Refusals are 429 with
 `Retry-After` in whole seconds.
+
+Why not a library: the maintained one, `limits`, keeps its counters in memory, Redis,
+Memcached, MongoDB or etcd. Argus's shared stores are PostgreSQL and NATS KV, so a shared limit
+through `limits` would add a store to operate; this small counter is what moves onto NATS KV
+when limits become shared across replicas.
 """
 
 from __future__ import annotations

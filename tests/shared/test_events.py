@@ -212,14 +212,14 @@ class Collected:
 
 
 async def test_consumer_delivers_verified_events_with_their_claims(
-    js: JetStreamContext, keys: KeyRing
+    nc: Client, js: JetStreamContext, keys: KeyRing
 ) -> None:
     kind = unique_type()
     sent = [make_event(kind) for _ in range(3)]
     for event in sent:
         await publish_as_relay(js, keys, SERVICE, event, {"sub": "user:u-1", "role": "admin"})
     seen = Collected()
-    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+    async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
                                 handler=seen):
         assert await eventually(lambda: len(seen.items) >= 3)
     assert [r.error for r in seen.items] == [None, None, None]
@@ -232,7 +232,7 @@ async def test_consumer_delivers_verified_events_with_their_claims(
 
 
 async def test_the_time_a_message_was_stored_is_read_as_nats_py_reads_it(
-    js: JetStreamContext, keys: KeyRing
+    nc: Client, js: JetStreamContext, keys: KeyRing
 ) -> None:
     """Token expiry is judged at the time the stream stored a message; the consumer reads it
     from the ack subject itself, and must agree with nats-py's own metadata, also for the v2
@@ -240,7 +240,7 @@ async def test_the_time_a_message_was_stored_is_read_as_nats_py_reads_it(
     kind = unique_type()
     await publish_as_relay(js, keys, SERVICE, make_event(kind), {"sub": "user:u-1"})
     seen = Collected()
-    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+    async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
                                 handler=seen):
         assert await eventually(lambda: len(seen.items) >= 1)
     msg = seen.items[0].msg
@@ -255,7 +255,7 @@ async def test_the_time_a_message_was_stored_is_read_as_nats_py_reads_it(
 
 
 async def test_messages_are_acked_only_after_the_handler_returns(
-    js: JetStreamContext, keys: KeyRing
+    nc: Client, js: JetStreamContext, keys: KeyRing
 ) -> None:
     kind = unique_type()
     for _ in range(3):
@@ -268,7 +268,7 @@ async def test_messages_are_acked_only_after_the_handler_returns(
         await release.wait()
 
     durable = f"test-{uuid.uuid4().hex}"
-    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+    async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
                                 handler=slow, durable=durable):
         assert await eventually(lambda: len(seen.items) == 3)
         info = await js.consumer_info(events.STREAM, durable)
@@ -282,7 +282,7 @@ async def test_messages_are_acked_only_after_the_handler_returns(
 
 
 async def test_a_failing_handler_gets_the_same_messages_again_until_it_succeeds(
-    js: JetStreamContext, keys: KeyRing
+    nc: Client, js: JetStreamContext, keys: KeyRing
 ) -> None:
     kind = unique_type()
     sent = [make_event(kind) for _ in range(3)]
@@ -297,7 +297,7 @@ async def test_a_failing_handler_gets_the_same_messages_again_until_it_succeeds(
             raise RuntimeError("database hiccup")
         handled.extend(r.event.id for r in batch if r.event)
 
-    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+    async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
                                 handler=flaky, ack_wait=2):
         assert await eventually(lambda: len(handled) >= 3, timeout=15)
     assert sorted(handled) == sorted(e.id for e in sent)
@@ -317,7 +317,7 @@ async def test_a_restarted_consumer_does_not_handle_acked_messages_again(
         await publish_as_relay(js, keys, SERVICE, event)
     durable = f"test-{uuid.uuid4().hex}"
     before = Collected()
-    async with running_consumer(js, keys, subject=subject, handler=before, durable=durable,
+    async with running_consumer(nc, keys, subject=subject, handler=before, durable=durable,
                                 ack_wait=1):
         assert await eventually(lambda: len(before.items) == 2)
     await nc.flush()
@@ -327,7 +327,7 @@ async def test_a_restarted_consumer_does_not_handle_acked_messages_again(
     late = make_event(kind)
     await publish_as_relay(js, keys, SERVICE, late)
     after = Collected()
-    async with running_consumer(js, keys, subject=subject, handler=after, durable=durable,
+    async with running_consumer(nc, keys, subject=subject, handler=after, durable=durable,
                                 ack_wait=1):
         assert await eventually(lambda: len(after.items) >= 1)
         await asyncio.sleep(1.5)  # longer than ack_wait: anything unacked would be back
@@ -373,14 +373,14 @@ FORGERIES = {
 
 
 async def test_forged_messages_reach_the_handler_with_a_reason_and_no_event(
-    js: JetStreamContext, keys: KeyRing
+    nc: Client, js: JetStreamContext, keys: KeyRing
 ) -> None:
     kind = unique_type()
     good = make_event(kind)
     await publish_as_relay(js, keys, SERVICE, good)
     ids = {await publish_forged(js, keys, kind, attack): attack for attack in FORGERIES}
     seen = Collected()
-    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+    async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
                                 handler=seen):
         assert await eventually(lambda: len(seen.items) >= 1 + len(FORGERIES))
     assert len(seen.items) == 1 + len(FORGERIES)  # nothing dropped, nothing twice
@@ -395,7 +395,7 @@ async def test_forged_messages_reach_the_handler_with_a_reason_and_no_event(
 
 
 async def test_the_consumer_keeps_going_after_a_handler_settles_a_message_itself(
-    js: JetStreamContext, keys: KeyRing
+    nc: Client, js: JetStreamContext, keys: KeyRing
 ) -> None:
     kind = unique_type()
     await publish_forged(js, keys, kind, "no_token")
@@ -407,7 +407,7 @@ async def test_the_consumer_keeps_going_after_a_handler_settles_a_message_itself
                 await item.msg.term()  # the handler may settle a poison message itself
         await seen(batch)
 
-    async with running_consumer(js, keys, subject=events.subject_for(SERVICE, kind),
+    async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
                                 handler=quarantine):
         assert await eventually(lambda: len(seen.items) == 1)
         good = make_event(kind)

@@ -203,7 +203,7 @@ async def test_an_event_carries_the_trace_from_emit_through_the_relay_to_the_con
     async def handler(batch: Sequence[Received]) -> None:
         seen.extend(batch)
 
-    async with running_consumer(nc.jetstream(), settings.xut_keys, handler=handler,
+    async with running_consumer(nc, settings.xut_keys, handler=handler,
                                 subject=events.subject_for(SERVICE, kind)):
         assert await eventually(lambda: bool(seen))
     [received] = seen

@@ -151,10 +151,10 @@ async def publish_as_relay(
 
 @asynccontextmanager
 async def running_consumer(
-    js: JetStreamContext, keys: KeyRing, *, subject: str, handler: BatchHandler,
+    nc: Client, keys: KeyRing, *, subject: str, handler: BatchHandler,
     durable: str | None = None, ack_wait: float = 30.0,
 ) -> AsyncIterator[Consumer]:
-    consumer = Consumer(js, keys, durable=durable or f"test-{uuid.uuid4().hex}", handler=handler,
+    consumer = Consumer(nc, keys, durable=durable or f"test-{uuid.uuid4().hex}", handler=handler,
                         subject=subject, ack_wait=ack_wait)
     await consumer.start()
     try:

@@ -47,7 +47,7 @@ def create_app(settings: Settings, checkpoint_seconds: int | None = None,
 async def _consume(settings: Settings, app: web.Application) -> AsyncIterator[None]:
     metrics = Metrics(app[METRICS_KEY].registry)
     consumer = app[CONSUMER_KEY] = Consumer(
-        app[NATS_KEY].jetstream(), settings.xut_keys, durable=DURABLE,
+        app[NATS_KEY], settings.xut_keys, durable=DURABLE,
         handler=Ingest(app[POOL_KEY], metrics), batch=BATCH_SIZE)
     await consumer.start()
     lag = Gauge("argus_audit_consumer_pending", "Messages waiting for the audit consumer",

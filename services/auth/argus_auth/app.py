@@ -85,10 +85,10 @@ async def _auth_context(settings: Settings, config: AuthConfig,
             await serve(nc, settings.xut_keys, service=SERVICE, method="purge_user",
                         handler=partial(accounts.purge_rpc, auth)),
         ]
-        org_deletions = Consumer(nc.jetstream(), settings.xut_keys, durable=SERVICE,
+        org_deletions = Consumer(nc, settings.xut_keys, durable=SERVICE,
                                  handler=partial(api_keys.org_deleted_handler, auth),
                                  subject=ORG_DELETED, batch=20)
-        memberships = Consumer(nc.jetstream(), settings.xut_keys,
+        memberships = Consumer(nc, settings.xut_keys,
                                durable=f"{SERVICE}-memberships",
                                handler=partial(membership.membership_events_handler, auth),
                                subject=membership.MEMBER_EVENTS, batch=50)

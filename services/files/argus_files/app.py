@@ -106,7 +106,7 @@ async def _org_deletions(settings: Settings, app: web.Application) -> AsyncItera
                                  actor=("service", "tenant-api"),
                                  ctx=Ctx(request_id=event.request_id), record_empty=False)
 
-    consumer = Consumer(app[NATS_KEY].jetstream(), settings.xut_keys, durable=DURABLE,
+    consumer = Consumer(app[NATS_KEY], settings.xut_keys, durable=DURABLE,
                         handler=handle, subject=ORG_DELETED, batch=20)
     await consumer.start()
     yield

@@ -54,7 +54,7 @@ async def _rpc(settings: Settings, app: web.Application) -> AsyncIterator[None]:
 
 async def _consumers(settings: Settings, app: web.Application) -> AsyncIterator[None]:
     nc = app[NATS_KEY]
-    accounts = Consumer(nc.jetstream(), settings.xut_keys, durable=f"{SERVICE}-accounts",
+    accounts = Consumer(nc, settings.xut_keys, durable=f"{SERVICE}-accounts",
                         handler=partial(events.account_events, app[POOL_KEY], nc,
                                         settings.xut_keys),
                         subject=events.EMAIL_CHANGED, batch=20)

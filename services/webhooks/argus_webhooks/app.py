@@ -42,7 +42,7 @@ def create_app(settings: Settings, config: WebhooksConfig | None = None,
 
 
 async def _fan_out(settings: Settings, app: web.Application) -> AsyncIterator[None]:
-    consumer = Consumer(app[NATS_KEY].jetstream(), settings.xut_keys, durable="webhooks",
+    consumer = Consumer(app[NATS_KEY], settings.xut_keys, durable="webhooks",
                         handler=FanOut(app[POOL_KEY]))
     await consumer.start()
     yield
