@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from argus_shared.gateway_rules import GATEWAY, JWKS_PATH, JWKS_SERVICE, Service
 from argus_shared.routing import Route
 
 PARAM_RE = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
@@ -19,6 +20,9 @@ PROBLEM_SCHEMA = {
     },
     "required": ["type", "title", "status"],
 }
+DIRECT_SERVER = {"url": "/", "description": "the service directly"}
+ROOT_SERVER = {"url": "/", "description": "through the Argus gateway at its root, or the "
+                                          "service directly"}
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -36,12 +40,32 @@ def build_openapi(title: str, service: str, routes: Sequence[Route]) -> dict[str
         path = PARAM_RE.sub(r"{\1}", route.path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route, schemas)
     components["Problem"] = PROBLEM_SCHEMA
+    _add_root_routes(paths, service)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": "0.1.0", "x-service": service},
+        "servers": servers(service),
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
+
+
+def servers(service: str, gateway: Sequence[Service] = GATEWAY.services) -> list[dict[str, str]]:
+    """Where the paths are: behind the gateway under the service's prefix, or on its own port."""
+    return [*_gateway_servers(service, gateway), DIRECT_SERVER]
+
+
+def _gateway_servers(service: str, gateway: Sequence[Service]) -> list[dict[str, str]]:
+    return [{"url": f"/{s.prefix}", "description": "through the Argus gateway"}
+            for s in gateway if s.name == service]
+
+
+def _add_root_routes(paths: dict[str, dict[str, Any]], service: str) -> None:
+    """The gateway also routes auth's JWKS at its own root, unchanged: its operations say so."""
+    if service != JWKS_SERVICE:
+        return
+    for operation in paths.get(JWKS_PATH, {}).values():
+        operation["servers"] = [ROOT_SERVER, *_gateway_servers(service, GATEWAY.services)]
 
 
 def _schemas(types: list[type[Any]]) -> tuple[dict[type[Any], Any], dict[str, Any]]:

@@ -3,8 +3,8 @@
 Middlewares, outermost first: request context (request id, access log, request metrics,
 security headers, CORS, a 400 for headers or a path that are not UTF-8 text), any extra ones
 (tracing), problem+json errors, rate limits, the X-User-Token check. Standard endpoints:
-`/healthz` (the process is alive), `/readyz` (its dependencies answer), `/metrics` and
-`/openapi.json`.
+`/healthz` (the process is alive), `/readyz` (its dependencies answer), `/metrics`,
+`/openapi.json` and `/docs` (that document as a page, `argus_shared.docs`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from argus_shared.access import (
     bearer_token,
     unauthenticated,
 )
+from argus_shared.docs import docs_asset, docs_page
 from argus_shared.errors import Problem, problem_middleware, problem_response
 from argus_shared.logs import request_id_var
 from argus_shared.metrics import METRICS_KEY, Metrics, metrics_handler
@@ -304,6 +305,11 @@ def standard_endpoints() -> list[Route]:
         Route("GET", "/metrics", metrics_handler, "Prometheus metrics", auth="public",
               tags=("operations",)),
         Route("GET", "/openapi.json", openapi_handler, "This document", auth="public",
+              tags=("operations",)),
+        Route("GET", "/docs", docs_page, "This document as a page (Swagger UI, no CDN)",
+              auth="public", tags=("operations",)),
+        Route("GET", "/docs/assets/{name}", docs_asset,
+              "A file of that page: Swagger UI's, or its start-up script", auth="public",
               tags=("operations",)),
     ]
 

@@ -94,6 +94,11 @@ async def check_suite(gateway: str) -> None:
                 assert response.headers["X-Request-Id"]
             async with session.get(f"{gateway}/{prefix}/openapi.json") as response:
                 assert response.status == 200
+                assert (await response.json())["servers"][0]["url"] == f"/{prefix}"
+            async with session.get(f"{gateway}/{prefix}/docs") as response:
+                assert (response.status, response.content_type) == (200, "text/html"), prefix
+            async with session.get(f"{gateway}/{prefix}/docs/assets/argus-docs.js") as response:
+                assert response.status == 200, prefix
             for blocked in ("metrics", "internal/whoami"):
                 async with session.get(f"{gateway}/{prefix}/{blocked}") as response:
                     assert response.status == 404, f"/{prefix}/{blocked}"

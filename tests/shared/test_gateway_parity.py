@@ -72,6 +72,11 @@ CASES: list[Case] = [
     to("/files/objects/caf%C3%A9", "files", "/objects/caf%C3%A9"),
     to("/files/objects/%F0%9F%94%92", "files", "/objects/%F0%9F%94%92"),
     to("/files/objects/a~b!$&'()*+,=:@", "files", "/objects/a~b!$&'()*+,=:@"),
+    to("/tenant/docs", "tenant-api", "/docs"),  # each service's page, and its assets
+    to("/tenant/docs/assets/swagger-ui-bundle.js", "tenant-api",
+       "/docs/assets/swagger-ui-bundle.js"),
+    to("/auth/docs/assets/argus-docs.js", "auth", "/docs/assets/argus-docs.js"),
+    to("/files/openapi.json", "files", "/openapi.json"),
     to("/.well-known/jwks.json", "auth", "/.well-known/jwks.json"),
     to("/.well-known/jwks.json?v=2", "auth", "/.well-known/jwks.json?v=2"),
     to("/auth/.well-known/jwks.json", "auth", "/.well-known/jwks.json"),

@@ -327,7 +327,8 @@ async def test_openapi_describes_every_route() -> None:
     assert set(schema["properties"]) == {"name", "count"}
     assert spec["paths"]["/things/{thing_id}"]["get"]["parameters"][0]["name"] == "thing_id"
     assert spec["paths"]["/internal/whoami"]["get"]["security"] == [{"userToken": []}]
-    assert {"/healthz", "/readyz", "/metrics", "/openapi.json"} <= set(spec["paths"])
+    assert {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/assets/{name}"} \
+        <= set(spec["paths"])
 
 
 async def test_readyz_names_the_failing_check() -> None:
