@@ -107,7 +107,9 @@ def _operation(route: Route, schemas: dict[type[Any], Any]) -> dict[str, Any]:
 def _responses(route: Route, schemas: dict[type[Any], Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Success"}
     if route.response is not None:
-        ok["content"] = {"application/json": {"schema": schemas[route.response]}}
+        ok["content"] = {route.media_type: {"schema": schemas[route.response]}}
+    elif route.media_type != "application/json":
+        ok["content"] = {route.media_type: {"schema": {"type": "string"}}}
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     responses: dict[str, Any] = {str(route.status): ok}
     if route.auth != "public":

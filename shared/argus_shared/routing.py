@@ -19,7 +19,8 @@ class Route:
     """`auth`: `public` (no identity), `service` (a verified X-User-Token is required; its
     claims are in `request[XUT_CLAIMS]`), or `user` (an end-user credential, checked by the
     service's own authenticator). `roles`/`scopes` narrow who may call it; `body`, `query` and
-    `response` are msgspec types for validation and the OpenAPI document."""
+    `response` are msgspec types for validation and the OpenAPI document; `media_type` is what
+    a success carries when it is not JSON (`text/html` for a page)."""
 
     method: str
     path: str
@@ -34,6 +35,7 @@ class Route:
     roles: Sequence[str] = ()
     scopes: Sequence[str] = ()
     rate_limit_per_minute: int | None = None
+    media_type: str = "application/json"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -20,9 +20,12 @@ import pytest
 
 from argus_shared.cli.stack import GATEWAY_PREFIXES
 from argus_shared.cli.supervisor import RestartPolicy
+from argus_shared.cli.up import public_url
 from argus_shared.embedded import free_port, port_free
 from argus_shared.settings import SERVICES
 from support.hibp_server import HibpServer
+from support.mailbox import mail_to
+from support.pages import link_in, open_page
 from support.processes import Proc
 
 ARGUS = str(Path(sys.executable).parent / "argus")
@@ -271,3 +274,39 @@ async def test_a_service_that_keeps_failing_at_start_up_stops_the_suite(
     await asyncio.sleep(0.2)
     assert processes_mentioning(str(data_dir)) == []
     assert [p for p in (ports["gateway"], ports["pg"], ports["nats"]) if not port_free(p)] == []
+
+
+def test_mail_links_point_at_the_gateway_port_unless_public_url_is_set() -> None:
+    assert public_url(8123, {}) == "http://127.0.0.1:8123"
+    assert public_url(8123, {"ARGUS_PUBLIC_URL": "https://argus.example.com"}) == \
+        "https://argus.example.com"
+
+
+@pytest.mark.timeout(300)
+async def test_a_mailed_link_opens_a_page_of_the_gateway_that_verifies(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """Sign up through the gateway of `argus up --port N`; the mail's link names that gateway,
+    its page loads through it, and the POST its script makes verifies: then the login works."""
+    ports = free_ports()
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    email, password = "newcomer@example.com", "a long enough passphrase"
+    proc = Proc.start(up_command(data_dir, ports), {}, tmp_path / "up.log")
+    try:
+        await wait_for_banner(proc)
+        async with aiohttp.ClientSession() as http:
+            credentials = {"email": email, "password": password}
+            async with http.post(f"{gateway}/auth/signup", json=credentials) as response:
+                assert response.status == 202
+            link = link_in(await mail_to(data_dir / "mailbox", email))
+            assert link.startswith(f"{gateway}/auth/pages/verify-email#"), link
+            page = await open_page(http, link)
+            assert page.endpoint == f"{gateway}/auth/verify-email"
+            token = link.split("#", 1)[1]
+            assert await page.post(http, {"token": token}) == (200, {"status": "verified"})
+            async with http.post(f"{gateway}/auth/login", json=credentials) as response:
+                assert response.status == 200
+                assert (await response.json())["token_type"] == "Bearer"
+        await stop_and_check(proc, signal.SIGTERM, data_dir, ports)
+    finally:
+        proc.kill()

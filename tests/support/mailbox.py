@@ -36,3 +36,23 @@ async def tokens_for(mailbox: Path, addresses: list[str],
             missing = [a for a in addresses if a not in tokens]
             raise AssertionError(f"no mail within {deadline}s to {missing[:3]}")
         await asyncio.sleep(0.05)
+
+
+def mails_to(mailbox: Path, address: str) -> list[str]:
+    """The bodies of the mail sent to `address`, oldest first."""
+    bodies = []
+    for path in sorted(mailbox.glob("*.eml")):
+        mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if str(mail["To"]) == address:
+            bodies.append(mail.get_payload(decode=True).decode())
+    return bodies
+
+
+async def mail_to(mailbox: Path, address: str, deadline: float = DEADLINE) -> str:
+    """The latest mail to `address`, once one has arrived (AssertionError past the deadline)."""
+    end = time.monotonic() + deadline
+    while not (bodies := mails_to(mailbox, address) if mailbox.is_dir() else []):
+        if time.monotonic() > end:
+            raise AssertionError(f"no mail within {deadline}s to {address}")
+        await asyncio.sleep(0.05)
+    return bodies[-1]

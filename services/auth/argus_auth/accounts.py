@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from argus_auth import mfa, queries, sessions
+from argus_auth import mail, mfa, queries, sessions
 from argus_auth.core import Auth
 from argus_auth.events import ANONYMOUS, Ctx, emit, user
 from argus_shared import crypto, emails
@@ -91,15 +91,12 @@ async def _sign_up(auth: Auth, email: str, password: str, ctx: Ctx) -> None:
                                          expires)
         await emit(conn, ctx, USER_SIGNED_UP, actor=user(user_id),
                    resource=("user", str(user_id)))
-    await auth.mailer.send(email, "Verify your email",
-                           f"Verify your email: {auth.config.public_url}/verify-email#{token}\n"
-                           f"Token: {token}\nIt expires in 24 hours.")
+    await auth.mailer.send(email, *mail.verification(auth.config.public_url, token,
+                                                     auth.config.verify_ttl))
 
 
 async def _mail_existing_account(auth: Auth, existing: queries.Row) -> None:
-    await auth.mailer.send(existing["email"], "Sign-up attempt",
-                           "Someone tried to sign up with this email, which already has an "
-                           "account. If it was you, log in or reset your password.")
+    await auth.mailer.send(existing["email"], *mail.sign_up_attempt())
 
 
 async def verify_email(auth: Auth, token: str, ctx: Ctx) -> None:
@@ -205,9 +202,8 @@ async def _request_reset(auth: Auth, email: str, ctx: Ctx) -> None:
         )
         await emit(conn, ctx, PASSWORD_RESET_REQUESTED, actor=user(account["id"]),
                    resource=("user", str(account["id"])))
-    await auth.mailer.send(email, "Reset your password",
-                           f"Reset your password: {auth.config.public_url}/reset-password#{token}"
-                           f"\nToken: {token}\nIt expires in 1 hour.")
+    await auth.mailer.send(email, *mail.password_reset(auth.config.public_url, token,
+                                                       auth.config.reset_ttl))
 
 
 async def reset_password(auth: Auth, token: str, new_password: str, ctx: Ctx) -> None:
@@ -255,9 +251,8 @@ async def _request_email_change(auth: Auth, user_id: UUID, new_email: str, ctx: 
         )
         await emit(conn, ctx, EMAIL_CHANGE_REQUESTED, actor=user(user_id),
                    resource=("user", str(user_id)))
-    await auth.mailer.send(new_email, "Confirm your new email",
-                           f"Confirm: {auth.config.public_url}/confirm-email#{token}\n"
-                           f"Token: {token}")
+    await auth.mailer.send(new_email, *mail.email_change(auth.config.public_url, token,
+                                                         auth.config.verify_ttl))
 
 
 async def confirm_email_change(auth: Auth, token: str, ctx: Ctx) -> None:

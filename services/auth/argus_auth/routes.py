@@ -8,6 +8,7 @@ from aiohttp import web
 
 from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions
 from argus_auth.core import Auth
+from argus_auth.pages import CONFIRM_PAGE, RESET_PAGE, VERIFY_PAGE, assets, handler_for
 from argus_shared import scoping
 from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
 from argus_shared.errors import Problem
@@ -324,6 +325,31 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# pages mail links open ------------------------------------------------------------------------
+# Plain HTML and one same-origin script each (argus_auth.pages), public, counted in the service's
+# per-IP limit like any public GET (they are static; the credential routes they POST to keep
+# their own limits). The console will replace them.
+
+PAGE_SUMMARIES = {
+    VERIFY_PAGE: "Page (HTML) the verification mail links to: verifies its token",
+    RESET_PAGE: "Page (HTML) the reset mail links to: a new-password form",
+    CONFIRM_PAGE: "Page (HTML) the email-change mail links to: confirms its token",
+}
+
+
+def page_routes() -> list[Route]:
+    routes = []
+    for page, summary in PAGE_SUMMARIES.items():
+        html, script = assets(page)
+        routes += [
+            Route("GET", html.path, handler_for(html), summary, auth="public",
+                  media_type=html.media_type, tags=("pages",)),
+            Route("GET", script.path, handler_for(script), f"Script of {html.path}",
+                  auth="public", media_type=script.media_type, tags=("pages",)),
+        ]
+    return routes
+
+
 PUBLIC = {"auth": "public", "tags": ("accounts",)}
 KEYS_PATH = "/orgs/{org_id}/projects/{project_id}/api-keys"
 
@@ -377,5 +403,6 @@ ROUTES: list[Route] = [
           response=schemas.ApiKeyCreated, status=201, roles=ADMIN_ROLES, tags=("api-keys",)),
     Route("DELETE", KEYS_PATH + "/{key_id}", revoke_api_key, "Revoke an API key", status=204,
           roles=ADMIN_ROLES, tags=("api-keys",)),
+    *page_routes(),
 ]
 

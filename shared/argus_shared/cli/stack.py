@@ -28,6 +28,8 @@ class Stack:
     # where auth's breached-password check goes: unset leaves auth's default (the public range
     # API), except under ARGUS_ENV=test where it is off unless given
     hibp_url: str | None = None
+    # where the suite is reached (the gateway): auth's mail links point there
+    public_url: str | None = None
 
     def service_url(self, service: str) -> str:
         return f"http://{self.host}:{self.service_ports[service]}"
@@ -50,6 +52,7 @@ class Stack:
             "ARGUS_FILES_DIR": str(self.secrets.directory.parent / "files"),
             "ARGUS_AUTH_URL": self.service_url("auth"),
             **self._breach_check(),
+            **({"ARGUS_PUBLIC_URL": self.public_url} if self.public_url else {}),
         }
 
     def _breach_check(self) -> dict[str, str]:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -35,11 +36,18 @@ def run(args: argparse.Namespace) -> None:
     infra = Infrastructure.from_env(data_dir, args.pg_port, args.nats_port)
     try:
         asyncio.run(migrate_all(infra))
-        stack = Stack(infra.secrets, infra.database_url, infra.nats_url, ports)
+        stack = Stack(infra.secrets, infra.database_url, infra.nats_url, ports,
+                      public_url=public_url(args.port))
         asyncio.run(_supervise(stack, args.port, data_dir, infra.notes))
     finally:
         infra.stop()
     print("argus: stopped", flush=True)
+
+
+def public_url(gateway_port: int, environ: Mapping[str, str] = os.environ) -> str:
+    """Where mail links point: the operator's ARGUS_PUBLIC_URL, else the gateway this run
+    serves (`--port`)."""
+    return environ.get("ARGUS_PUBLIC_URL") or f"http://127.0.0.1:{gateway_port}"
 
 
 def _base_environ() -> dict[str, str]:

@@ -1,0 +1,31 @@
+// Opened as .../auth/pages/confirm-email#<token> from the email-change mail: the token is in
+// the fragment, which the browser never sends anywhere; it POSTs it to .../auth/email/confirm.
+"use strict";
+
+const ENDPOINT = "../email/confirm";
+const status = document.getElementById("status");
+
+async function post(body) {
+  const response = await fetch(ENDPOINT, {method: "POST", body: JSON.stringify(body),
+    headers: {"Content-Type": "application/json"}, credentials: "omit", cache: "no-store"});
+  const answer = await response.json().catch(() => ({}));
+  return response.ok ? null : answer.detail || answer.title || `error ${response.status}`;
+}
+
+async function confirmEmail(token) {
+  if (!token) {
+    status.textContent = "This link has no token: open the whole link from the mail.";
+    return;
+  }
+  try {
+    const failure = await post({token});
+    history.replaceState(null, "", location.pathname); // answered: the token leaves the bar
+    status.textContent = failure === null
+      ? "Your account now uses this email address. Log in with it from now on."
+      : `Not changed: ${failure}.`;
+  } catch (error) {
+    status.textContent = "Could not reach Argus; reload the page to try again.";
+  }
+}
+
+confirmEmail(location.hash.slice(1));
