@@ -112,7 +112,7 @@ def test_expiry_reads_as_hours_or_minutes(seconds: int, text: str) -> None:
 async def test_the_openapi_document_says_the_pages_are_html(service: AuthService) -> None:
     async with service.http.get(service.url("/openapi.json")) as response:
         spec = await response.json()
-    for page, media_type in (("verify-email", "text/html"), ("verify-email.js",
+    for page, media_type in (("verify-email", "text/html"), ("token-link.js",
                              "text/javascript"), ("reset-password", "text/html"),
                              ("confirm-email", "text/html")):
         operation = spec["paths"][f"/pages/{page}"]["get"]

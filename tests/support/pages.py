@@ -66,6 +66,8 @@ async def open_page(http: aiohttp.ClientSession, url: str) -> Page:
     source = re.search(r'<script src="([^"]+)"', html)
     assert source, html
     script = await _get(http, urljoin(url, source.group(1)), "text/javascript")
-    endpoint = re.search(r'^const ENDPOINT = "([^"]+)";$', script, re.MULTILINE)
-    assert endpoint, script
+    # the page names it (<main data-endpoint>) for a shared script, or the script does
+    endpoint = re.search(r'<main data-endpoint="([^"]+)"', html) or \
+        re.search(r'^const ENDPOINT = "([^"]+)";$', script, re.MULTILINE)
+    assert endpoint, (html, script)
     return Page(url, html, script, urljoin(url, endpoint.group(1)))

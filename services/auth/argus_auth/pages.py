@@ -49,10 +49,17 @@ class Asset:
         return headers
 
 
-def assets(page: str) -> tuple[Asset, Asset]:
-    """A page and its script (the page loads it as `<page>.js`, relative to itself)."""
-    return (Asset(path_of(page), f"{page}.html", HTML),
-            Asset(f"{path_of(page)}.js", f"{page}.js", SCRIPT))
+# the script each page loads (relative to itself): the two token links share one, told by
+# the page's <main data-endpoint data-done data-failed> where to send the token and what to say
+SCRIPTS = {VERIFY_PAGE: "token-link", CONFIRM_PAGE: "token-link", RESET_PAGE: RESET_PAGE}
+
+
+def page_asset(page: str) -> Asset:
+    return Asset(path_of(page), f"{page}.html", HTML)
+
+
+def script_asset(script: str) -> Asset:
+    return Asset(f"{path_of(script)}.js", f"{script}.js", SCRIPT)
 
 
 def handler_for(asset: Asset) -> Handler:

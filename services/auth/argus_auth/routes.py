@@ -8,7 +8,16 @@ from aiohttp import web
 
 from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions
 from argus_auth.core import Auth
-from argus_auth.pages import CONFIRM_PAGE, RESET_PAGE, VERIFY_PAGE, assets, handler_for
+from argus_auth.pages import (
+    CONFIRM_PAGE,
+    RESET_PAGE,
+    SCRIPTS,
+    VERIFY_PAGE,
+    handler_for,
+    page_asset,
+    path_of,
+    script_asset,
+)
 from argus_shared import scoping
 from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
 from argus_shared.errors import Problem
@@ -340,13 +349,14 @@ PAGE_SUMMARIES = {
 def page_routes() -> list[Route]:
     routes = []
     for page, summary in PAGE_SUMMARIES.items():
-        html, script = assets(page)
-        routes += [
-            Route("GET", html.path, handler_for(html), summary, auth="public",
-                  media_type=html.media_type, tags=("pages",)),
-            Route("GET", script.path, handler_for(script), f"Script of {html.path}",
-                  auth="public", media_type=script.media_type, tags=("pages",)),
-        ]
+        html = page_asset(page)
+        routes.append(Route("GET", html.path, handler_for(html), summary, auth="public",
+                            media_type=html.media_type, tags=("pages",)))
+    for script in sorted(set(SCRIPTS.values())):
+        asset = script_asset(script)
+        users = ", ".join(path_of(p) for p, s in SCRIPTS.items() if s == script)
+        routes.append(Route("GET", asset.path, handler_for(asset), f"Script of {users}",
+                            auth="public", media_type=asset.media_type, tags=("pages",)))
     return routes
 
 
