@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
+import msgspec
 import pytest
 
 from support.suite import Suite, User
@@ -21,6 +24,25 @@ async def money(suite: Suite, org: str, kind: str, token: str, body: Any,
                 key: str | None = "k1") -> tuple[int, Any]:
     headers = {"Idempotency-Key": key} if key else {}
     return await suite.call("POST", f"/orgs/{org}/wallet/{kind}", token, body, headers)
+
+
+class Sent(NamedTuple):
+    status: int
+    body: bytes  # as it came over the wire
+    content_type: str
+    replayed: str | None  # the Idempotent-Replayed header
+
+
+async def post_raw(suite: Suite, org: str, kind: str, token: str, raw: bytes,
+                   key: str) -> Sent:
+    """A money POST of exactly these bytes, answered with exactly the bytes that came back."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Idempotency-Key": key}
+    async with suite.http.post(f"{suite.tenant}/orgs/{org}/wallet/{kind}", data=raw,
+                               headers=headers) as response:
+        return Sent(response.status, await response.read(),
+                    response.headers.get("Content-Type", ""),
+                    response.headers.get("Idempotent-Replayed"))
 
 
 async def balance(suite: Suite, org: str, token: str) -> int:
@@ -55,6 +77,96 @@ async def test_a_replayed_key_returns_the_original_answer_once_applied(suite: Su
                                   {"amount_cents": 501}, "same-key")
     assert status == 422 and problem["title"] == "Idempotency-Key reused"
     assert await entry_count(suite, org, owner.token) == 1
+
+
+TOP_UP = b'{"amount_cents": 500, "description": "top-up"}'
+
+
+async def test_a_replay_is_the_first_answer_byte_for_byte(suite: Suite) -> None:
+    owner, org = await wallet_of(suite)
+    first = await post_raw(suite, org, "deposits", owner.token, TOP_UP, "bytes")
+    again = await post_raw(suite, org, "deposits", owner.token, TOP_UP, "bytes")
+    assert first.status == again.status == 201 and first.replayed is None
+    assert again.replayed == "true"
+    assert again.body == first.body  # the bytes, not the parsed JSON: key order included
+    assert again.content_type == first.content_type == "application/json"
+    assert await entry_count(suite, org, owner.token) == 1
+
+
+@pytest.mark.parametrize(("raw", "other_form"), [
+    (TOP_UP, b'{\n  "description" : "top-up",\n\t"amount_cents":500\n}\n'),  # order, spaces
+    (TOP_UP, b'{"amount_cents":500,"description":"\\u0074op-up"}'),  # an escape, same text
+    (b'{"amount_cents":500}', b'{"description":"","amount_cents":500}'),  # the default, spelled
+])
+async def test_the_same_request_in_another_form_is_a_replay(suite: Suite, raw: bytes,
+                                                            other_form: bytes) -> None:
+    owner, org = await wallet_of(suite)
+    first = await post_raw(suite, org, "deposits", owner.token, raw, "form")
+    again = await post_raw(suite, org, "deposits", owner.token, other_form, "form")
+    assert first.status == 201 and first.replayed is None
+    assert (again.status, again.replayed, again.body) == (201, "true", first.body)
+    assert await entry_count(suite, org, owner.token) == 1
+    assert await balance(suite, org, owner.token) == 500
+
+
+@pytest.mark.parametrize("other_meaning", [
+    b'{"description":"top-up","amount_cents":501}',
+    b'{"amount_cents":500,"description":"top-up!"}',
+    b'{"amount_cents":500}',
+])
+async def test_a_key_reused_with_another_meaning_is_refused(suite: Suite,
+                                                            other_meaning: bytes) -> None:
+    owner, org = await wallet_of(suite)
+    assert (await post_raw(suite, org, "deposits", owner.token, TOP_UP, "meaning")).status == 201
+    refused = await post_raw(suite, org, "deposits", owner.token, other_meaning, "meaning")
+    problem = msgspec.json.decode(refused.body)
+    assert refused.status == 422 and problem["title"] == "Idempotency-Key reused"
+    assert "different request" in problem["detail"] and refused.replayed is None
+    assert await entry_count(suite, org, owner.token) == 1
+    assert await balance(suite, org, owner.token) == 500
+
+
+async def test_keys_are_per_org_and_per_endpoint(suite: Suite) -> None:
+    owner, org = await wallet_of(suite)
+    other_owner, other_org = await wallet_of(suite)
+    raw = b'{"amount_cents":300}'
+    first = await post_raw(suite, org, "deposits", owner.token, raw, "shared")
+    charge = await post_raw(suite, org, "charges", owner.token, raw, "shared")
+    elsewhere = await post_raw(suite, other_org, "deposits", other_owner.token, raw, "shared")
+    assert [s.status for s in (first, charge, elsewhere)] == [201, 201, 201]
+    assert not any(s.replayed for s in (first, charge, elsewhere))
+    assert await balance(suite, org, owner.token) == 0
+    assert await balance(suite, other_org, other_owner.token) == 300
+
+
+async def test_a_concurrent_double_submit_makes_one_entry(suite: Suite) -> None:
+    owner, org = await wallet_of(suite)
+    forms = [b'{"amount_cents":700,"description":"once"}',
+             b'{ "description": "once", "amount_cents": 700 }'] * 3
+    sent = await asyncio.gather(*(post_raw(suite, org, "deposits", owner.token, raw, "race")
+                                  for raw in forms))
+    assert {s.status for s in sent} == {201}
+    assert sorted(s.replayed or "" for s in sent) == [""] + ["true"] * (len(forms) - 1)
+    assert len({s.body for s in sent}) == 1
+    assert await entry_count(suite, org, owner.token) == 1
+    assert await balance(suite, org, owner.token) == 700
+
+
+async def test_a_key_stored_before_the_canonical_form_replays_as_before(
+        suite: Suite, admin: asyncpg.Connection) -> None:
+    owner, org = await wallet_of(suite)
+    raw = b'{"amount_cents": 500}'
+    stored = {"entry": {"id": str(uuid.uuid4()), "amount_cents": 500}, "balance_cents": 500}
+    await admin.execute(  # a row as the code before 0006 wrote it: raw hash, jsonb only
+        "insert into tenant_api.idempotency_keys (org_id, endpoint, key, request_hash, status,"
+        " response) values ($1, 'POST deposit', 'old', $2, 201, $3::jsonb)", uuid.UUID(org),
+        hashlib.sha256(b"POST deposit\n" + raw).digest(), msgspec.json.encode(stored).decode())
+    again = await post_raw(suite, org, "deposits", owner.token, raw, "old")
+    assert (again.status, again.replayed) == (201, "true")
+    assert msgspec.json.decode(again.body) == stored
+    refused = await post_raw(suite, org, "deposits", owner.token, b'{"amount_cents":501}', "old")
+    assert refused.status == 422
+    assert await entry_count(suite, org, owner.token) == 0
 
 
 @pytest.mark.parametrize(("body", "key", "status"), [

@@ -233,16 +233,22 @@ async def lock_idempotency(conn: Conn, org_id: UUID, endpoint: str, key: str) ->
 
 async def idempotency(conn: Conn, org_id: UUID, endpoint: str, key: str) -> Row | None:
     return await conn.fetchrow(
-        "select request_hash, status, response from idempotency_keys"
-        " where org_id = $1 and endpoint = $2 and key = $3", org_id, endpoint, key,
+        "select request_hash, status, response, response_body, content_type"
+        " from idempotency_keys where org_id = $1 and endpoint = $2 and key = $3",
+        org_id, endpoint, key,
     )
 
 
 async def insert_idempotency(conn: Conn, org_id: UUID, endpoint: str, key: str,
-                             request_hash: bytes, status: int, response: Any) -> None:
+                             request_hash: bytes, answer: tuple[int, bytes, str],
+                             response: Any) -> None:
+    """`answer` (status, body, content type) as sent; `response` the same body as a value, for
+    replicas that still replay from the jsonb column."""
+    status, body, content_type = answer
     await conn.execute(
-        "insert into idempotency_keys (org_id, endpoint, key, request_hash, status, response)"
-        " values ($1, $2, $3, $4, $5, $6)", org_id, endpoint, key, request_hash, status, response,
+        "insert into idempotency_keys (org_id, endpoint, key, request_hash, status, response,"
+        " response_body, content_type) values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        org_id, endpoint, key, request_hash, status, response, body, content_type,
     )
 
 

@@ -332,23 +332,29 @@ async def _money(request: web.Request, kind: str) -> web.Response:
     raw = await read_body(request, request.app[SETTINGS_KEY].max_body_bytes)
     body = decode(raw, schemas.Money)
     endpoint = f"{request.method} {kind}"
-    digest = wallet.request_hash(endpoint, raw)
+    fingerprint = wallet.fingerprint(endpoint, raw, body)
     async with tx(request) as conn:
         scope = await authorise(request, conn)
-        previous = await wallet.replayed(conn, scope, endpoint, key, digest)
+        previous = await wallet.replayed(conn, scope, endpoint, key, fingerprint)
         if previous is not None:
-            status, stored = previous
-            response = json(stored, status)
-            response.headers["Idempotent-Replayed"] = "true"
-            return response
+            return _replay(previous)
         if kind == "charge":
             wallet.check_step_up(scope, body.amount_cents,
                                  request.app[CONFIG_KEY].step_up_threshold_cents,
                                  datetime.now(UTC).timestamp())
         result = await wallet.move(conn, scope, kind, body.amount_cents, body.description,
                                    ctx_of(request))
-        await queries.insert_idempotency(conn, scope.org_id, endpoint, key, digest, 201, result)
-    return json(result, 201)
+        response = json(result, 201)
+        answer = wallet.Answer(response.status, response.body, response.content_type)
+        await queries.insert_idempotency(conn, scope.org_id, endpoint, key,
+                                         fingerprint.canonical, answer, result)
+    return response
+
+
+def _replay(answer: wallet.Answer) -> web.Response:
+    """The first answer as it was sent, byte for byte."""
+    return web.Response(body=answer.body, status=answer.status, headers={
+        "Content-Type": answer.content_type, "Idempotent-Replayed": "true"})
 
 
 # data-subject requests --------------------------------------------------------------------------

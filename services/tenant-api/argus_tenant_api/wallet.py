@@ -8,7 +8,7 @@ import hashlib
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -23,21 +23,65 @@ from argus_tenant_api.scope import Scope, require_step_up
 log = logging.getLogger("argus.tenant_api.wallet")
 
 
-def request_hash(endpoint: str, body: bytes) -> bytes:
-    return hashlib.sha256(endpoint.encode() + b"\n" + body).digest()
+JSON = "application/json"
+
+
+class Fingerprint(NamedTuple):
+    """What an Idempotency-Key is compared on: SHA-256 of the endpoint and the request."""
+    canonical: bytes  # over the canonical form of the parsed request: what rows store
+    raw: bytes  # over the body as sent: what rows stored before 0006
+
+
+class Answer(NamedTuple):
+    """A stored first answer, replayed as it was sent."""
+    status: int
+    body: bytes
+    content_type: str
+
+
+def canonical(parsed: msgspec.Struct) -> bytes:
+    """The request's meaning as bytes: the validated struct re-encoded as compact JSON with its
+    fields sorted and defaults filled in, so key order, whitespace, string escapes and an
+    omitted default (`"description": ""`) do not change it. Numbers are the parsed integers
+    (`1e2` or `100.0` never get here: they are not integers and are refused with a 422)."""
+    return msgspec.json.encode(parsed, order="sorted")
+
+
+def request_hash(endpoint: str, request: bytes) -> bytes:
+    return hashlib.sha256(endpoint.encode() + b"\n" + request).digest()
+
+
+def fingerprint(endpoint: str, raw: bytes, parsed: msgspec.Struct) -> Fingerprint:
+    return Fingerprint(request_hash(endpoint, canonical(parsed)), request_hash(endpoint, raw))
+
+
+def same_request(stored: queries.Row, request: Fingerprint) -> bool:
+    digest = bytes(stored["request_hash"])
+    if stored["response_body"] is None:  # stored before 0006: hashed over the body as sent
+        return digest in (request.canonical, request.raw)
+    return digest == request.canonical
+
+
+def stored_answer(stored: queries.Row) -> Answer:
+    if stored["response_body"] is None:  # stored before 0006: re-encoded, as it always was
+        return Answer(stored["status"], msgspec.json.encode(stored["response"]), JSON)
+    return Answer(stored["status"], bytes(stored["response_body"]), stored["content_type"])
 
 
 async def replayed(conn: queries.Conn, scope: Scope, endpoint: str, key: str,
-                   digest: bytes) -> tuple[int, Any] | None:
-    """The stored answer for a replayed key; refused when the key came with another request."""
+                   request: Fingerprint) -> Answer | None:
+    """The stored answer for a replayed key (the key is the org's, on this endpoint); refused
+    when the key came with a request of another meaning."""
     await queries.lock_idempotency(conn, scope.org_id, endpoint, key)
     stored = await queries.idempotency(conn, scope.org_id, endpoint, key)
     if stored is None:
         return None
-    if bytes(stored["request_hash"]) != digest:
-        raise Problem(422, "this Idempotency-Key was used with a different request",
+    if not same_request(stored, request):
+        raise Problem(422, "this Idempotency-Key was already used on this endpoint with a"
+                      " different request (compared as parsed: key order and whitespace do not"
+                      " matter); send a new key for a new request",
                       title="Idempotency-Key reused")
-    return stored["status"], stored["response"]
+    return stored_answer(stored)
 
 
 def check_step_up(scope: Scope, cents: int, threshold: int, now: float) -> None:
