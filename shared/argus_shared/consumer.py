@@ -1,6 +1,11 @@
 """A durable JetStream pull consumer that verifies each message and acknowledges only after the
 handler (which does its own transaction) has returned. A message the handler fails on is
-redelivered; one that cannot be verified is handed over with its reason, never dropped."""
+redelivered; one that cannot be verified is handed over with its reason, never dropped.
+
+Each message names the request that caused it (`Received.request_id`: the envelope's
+`request_id`, which the relay also signs as the token's `rid`). Handlers work through a batch
+item by item inside `request_context(item.request_id)`, so their log lines and the events they
+record carry it; a batch-level line names the batch's request ids."""
 
 from __future__ import annotations
 
@@ -18,12 +23,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from argus_shared import events, xut
+from argus_shared.logs import request_context
 from argus_shared.pull import PullBatches
 from argus_shared.settings import KeyRing
 
 log = logging.getLogger("argus.consumer")
 # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending> (v1); v2 adds three
 V1_ACK_TOKENS, V2_ACK_TOKENS = 9, 12
+MAX_LOGGED_REQUEST_IDS = 20
 
 
 @dataclass(slots=True)  # not frozen: that costs a microsecond per message (object.__setattr__)
@@ -38,6 +45,22 @@ class Received:
     @property
     def raw(self) -> bytes:
         return self.msg.data
+
+    @property
+    def request_id(self) -> str | None:
+        """The request this message was caused by: the envelope's, else the verified token's
+        `rid` (an unverified message names none that could be believed)."""
+        if self.event is not None and self.event.request_id:
+            return self.event.request_id
+        if self.claims is not None and self.claims.rid:
+            return self.claims.rid
+        return None
+
+
+def request_ids(batch: Sequence[Received]) -> list[str]:
+    """The distinct request ids of a batch, in order (at most `MAX_LOGGED_REQUEST_IDS`)."""
+    found = dict.fromkeys(rid for item in batch if (rid := item.request_id))
+    return list(found)[:MAX_LOGGED_REQUEST_IDS]
 
 
 BatchHandler = Callable[[Sequence[Received]], Awaitable[None]]
@@ -176,8 +199,7 @@ class Consumer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("consumer handler failed; messages will be redelivered",
-                          extra={"durable": self.durable, "count": len(batch)})
+            self._log_failure(batch)
             for item in batch:
                 with contextlib.suppress(Exception):
                     await item.msg.nak(delay=1.0)
@@ -186,3 +208,12 @@ class Consumer:
             with contextlib.suppress(MsgAlreadyAckdError):  # the handler settled it itself
                 await item.msg.ack()
         self.handled += len(batch)
+
+    def _log_failure(self, batch: Sequence[Received]) -> None:
+        """One line for the batch, naming the request ids it holds (and carrying the one when
+        there is only one)."""
+        rids = request_ids(batch)
+        with request_context(rids[0] if len(rids) == 1 else None):
+            log.exception("consumer handler failed; messages will be redelivered",
+                          extra={"durable": self.durable, "count": len(batch),
+                                 "request_ids": rids})

@@ -42,8 +42,15 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class _Origin(msgspec.Struct):
+    """Only the request id of an envelope (every other field is skipped)."""
+
+    request_id: str | None = None
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
+_origin = msgspec.json.Decoder(_Origin)
 
 
 def new_event(
@@ -107,3 +114,11 @@ def decode(raw: bytes) -> Event:
     if datetime.fromisoformat(event.occurred_at).tzinfo is None:
         raise ValueError("occurred_at has no time zone")
     return event
+
+
+def request_id_of(raw: bytes) -> str | None:
+    """The request id an encoded envelope carries; None when it names none or is no envelope."""
+    try:
+        return _origin.decode(raw).request_id or None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

@@ -21,6 +21,7 @@ configured, and any a library adds. Uncaught exceptions are printed scrubbed too
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -28,7 +29,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -49,6 +50,20 @@ MAX_DEPTH = 12
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "argus_request_id", default=None
 )
+
+
+
+@contextlib.contextmanager
+def request_context(request_id: str | None) -> Iterator[None]:
+    """Within the block, every log line (and every event recorded with a default `Ctx`) carries
+    `request_id`, the request the work was caused by; None: no request's. Reset on leaving, so
+    the next item of a batch, or the next message, never inherits it."""
+    token = request_id_var.set(request_id or None)
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
+
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

@@ -1,10 +1,17 @@
 """NATS: a connection that reconnects forever once up, the `ARGUS_EVENTS` stream, and
-request-reply whose every message carries an `X-User-Token` bound to its body."""
+request-reply whose every message carries an `X-User-Token` bound to its body.
+
+The request id crosses request-reply in the token's `rid` claim (signed with the rest): `request`
+puts the current one there (`argus_shared.logs.request_id_var`) unless the caller names one, and
+`serve` runs each handler with it, so the answering service's log lines (one `rpc answered` line
+per call among them) and the events it records carry the caller's request id."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,9 +29,11 @@ from opentelemetry import trace
 
 from argus_shared import tracing, xut
 from argus_shared.events import STREAM, SUBJECT_PREFIX
+from argus_shared.logs import request_context, request_id_var
 from argus_shared.settings import KeyRing
 
 log = logging.getLogger("argus.nats")
+rpc_log = logging.getLogger("argus.rpc")  # one line per answered call, like the access log
 CONNECT_TIMEOUT = 5.0
 STREAM_MAX_AGE = 7 * 24 * 3600
 DUPLICATE_WINDOW = 2 * 60
@@ -134,7 +143,9 @@ async def request(
     identity: xut.Identity,
     wait_seconds: float = 2.0,
 ) -> Any:
-    """Call `argus.rpc.<service>.<method>` as `identity`; returns the decoded `result`."""
+    """Call `argus.rpc.<service>.<method>` as `identity`; returns the decoded `result`. The
+    token's `rid` is `identity.request_id`, or else the request id of the work under way."""
+    identity = with_request_id(identity)
     body = msgspec.json.encode(payload)
     headers = {
         xut.HEADER: xut.sign(keys, identity, issuer=issuer, audience=rpc_audience(service, method),
@@ -153,6 +164,14 @@ async def request(
         error = answer["error"]
         raise RpcError(int(error.get("status", 500)), str(error.get("detail", "")))
     return answer.get("result")
+
+
+def with_request_id(identity: xut.Identity) -> xut.Identity:
+    """`identity`, carrying the current request id when it names none."""
+    current = request_id_var.get()
+    if identity.request_id or not current:
+        return identity
+    return dataclasses.replace(identity, request_id=current)
 
 
 RpcHandler = Callable[[xut.Claims, Any], Awaitable[Any]]
@@ -187,24 +206,57 @@ async def serve(
             await _answer(msg)
 
     async def _answer(msg: Msg) -> None:
+        started = time.perf_counter()
         try:
             claims = _verify(keys, rpc_audience(service, method), msg)
-            result = await handler(claims, msgspec.json.decode(msg.data) if msg.data else None)
-            reply: dict[str, Any] = {"result": result}
         except RpcError as exc:
-            reply = {"error": {"status": exc.status, "detail": exc.detail}}
-        except msgspec.DecodeError:
-            reply = {"error": {"status": 400, "detail": "malformed request"}}
-        except Exception:
-            log.exception("rpc handler failed", extra={"subject": msg.subject})
-            reply = {"error": {"status": 500, "detail": "internal error"}}
-        if msg.reply:
-            try:
-                await msg.respond(msgspec.json.encode(reply))
-            except Exception as exc:  # the connection is closing; the caller times out
-                log.warning("rpc reply failed", extra={"error": str(exc)[:200]})
+            await _reply(msg, _error(exc))
+            _log_answer(service, method, None, exc.status, started)
+            return
+        with request_context(claims.rid):  # the caller's request, for everything it causes
+            reply = await _call(handler, claims, msg)
+            await _reply(msg, reply)
+            _log_answer(service, method, claims, reply.get("error", {}).get("status", 200),
+                        started)
 
     return await nc.subscribe(rpc_subject(service, method), queue=service, cb=on_message)
+
+
+async def _call(handler: RpcHandler, claims: xut.Claims, msg: Msg) -> dict[str, Any]:
+    """The handler's answer as the reply: {"result": ...} or {"error": {status, detail}}."""
+    try:
+        result = await handler(claims, msgspec.json.decode(msg.data) if msg.data else None)
+    except RpcError as exc:
+        return _error(exc)
+    except msgspec.DecodeError:
+        return {"error": {"status": 400, "detail": "malformed request"}}
+    except Exception:
+        log.exception("rpc handler failed", extra={"subject": msg.subject})
+        return {"error": {"status": 500, "detail": "internal error"}}
+    return {"result": result}
+
+
+def _error(exc: RpcError) -> dict[str, Any]:
+    return {"error": {"status": exc.status, "detail": exc.detail}}
+
+
+async def _reply(msg: Msg, reply: dict[str, Any]) -> None:
+    if not msg.reply:
+        return
+    try:
+        await msg.respond(msgspec.json.encode(reply))
+    except Exception as exc:  # the connection is closing; the caller times out
+        log.warning("rpc reply failed", extra={"error": str(exc)[:200]})
+
+
+def _log_answer(service: str, method: str, claims: xut.Claims | None, status: int,
+                started: float) -> None:
+    if rpc_log.isEnabledFor(logging.INFO):
+        rpc_log.info("rpc answered", extra={
+            "rpc": rpc_audience(service, method), "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "caller": claims.iss if claims else None,
+        })
 
 
 def _verify(keys: KeyRing, audience: str, msg: Msg) -> xut.Claims:

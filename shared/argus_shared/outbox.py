@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 
 from argus_shared import events, tracing, xut
 from argus_shared.event_types import EventType, emitted_by
+from argus_shared.logs import request_id_var
 from argus_shared.settings import KeyRing
 
 log = logging.getLogger("argus.outbox")
@@ -93,11 +94,12 @@ async def emit(
 
 @dataclass(frozen=True)
 class Ctx:
-    """Who is asking, from where: carried into every event a request causes."""
+    """Who is asking, from where: carried into every event a request causes. The request id
+    defaults to that of the work under way (an RPC handler's caller, a consumer's event)."""
 
     ip: str | None = None
     user_agent: str | None = None
-    request_id: str | None = None
+    request_id: str | None = field(default_factory=request_id_var.get)
 
 
 def request_event(

@@ -5,6 +5,7 @@ job is counted and the worker goes on; stopping finishes what is queued."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from argus_auth.background import Background
+from argus_shared.logs import JsonFormatter, request_context, request_id_var
 from support.auth_service import PASSWORD, AuthService
 from support.web import capture
 
@@ -92,3 +94,24 @@ async def test_stopping_finishes_what_is_queued() -> None:
     await background.stop()
     assert sorted(done) == list(range(5))
     assert all(task.done() for task in background.tasks) and not background.tasks
+
+
+async def test_a_job_runs_in_the_request_that_queued_it() -> None:
+    """Its log lines carry that request's id, and a job queued outside any request none."""
+    background = Background(10, 1, 0.0, CollectorRegistry())
+    background.start()
+    seen: list[str | None] = []
+
+    async def fail() -> None:
+        seen.append(request_id_var.get())
+        raise RuntimeError("boom")
+
+    async with capture("argus.auth.background", JsonFormatter("auth")) as logged:
+        with request_context("req-signup-0001"):
+            background.submit("fail", fail)
+        background.submit("fail", fail)
+        await background.join()
+    await background.stop()
+    assert seen == ["req-signup-0001", None]
+    assert [json.loads(line).get("request_id") for line in logged.lines] == [
+        "req-signup-0001", None]

@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from argus_shared import events, xut
 from argus_shared.consumer import Received, published_at
 from argus_shared.embedded import EmbeddedNats, free_port
+from argus_shared.logs import JsonFormatter, request_id_var
 from argus_shared.nats import CONNECT_TIMEOUT, NatsUnavailable, connect, ensure_stream
 from argus_shared.pull import PullBatches
 from argus_shared.settings import KeyRing, Settings, format_keyring
@@ -35,6 +36,7 @@ from support.events import (
     unique_type,
 )
 from support.infra import Infra
+from support.web import capture
 
 SERVICE = "audit"
 
@@ -392,6 +394,64 @@ async def test_forged_messages_reach_the_handler_with_a_reason_and_no_event(
         assert item.event is None, attack
         assert item.error.startswith(FORGERIES[attack]), (attack, item.error)
         assert item.raw == item.msg.data
+
+
+def test_the_request_id_of_an_encoded_envelope_is_read_without_the_rest() -> None:
+    event = make_event("test.kind", request_id="req-envelope-0001")
+    assert events.request_id_of(events.encode(event)) == "req-envelope-0001"
+    assert events.request_id_of(events.encode(make_event("test.kind", request_id=""))) is None
+    assert events.request_id_of(b"not json") is None
+    assert events.request_id_of(b'{"request_id": 7}') is None
+
+
+async def test_a_message_names_the_request_that_caused_it_only_when_verified(
+    nc: Client, js: JetStreamContext, keys: KeyRing
+) -> None:
+    """The envelope's request id; a verified token's `rid` when the envelope is unreadable;
+    never the `rid` of a token that did not verify."""
+    kind = unique_type()
+    caused = make_event(kind, request_id="req-cause-0001")
+    uncaused = make_event(kind, request_id="")
+    for event in (caused, uncaused):
+        await publish_as_relay(js, keys, SERVICE, event)
+    body = b'{"hello": "world"}'
+    foreign = KeyRing.parse(format_keyring({keys.current: os.urandom(32)}), "foreign")
+    for signer, rid in ((keys, "req-token-0002"), (foreign, "req-forged-0003")):
+        token = xut.sign(signer, xut.Identity(sub="user:u-1", request_id=rid), issuer=SERVICE,
+                         audience=events.EVENTS_AUDIENCE, body=body)
+        await js.publish(events.subject_for(SERVICE, kind), body,
+                         headers={xut.HEADER: token, "Nats-Msg-Id": rid})
+    seen = Collected()
+    async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
+                                handler=seen):
+        assert await eventually(lambda: len(seen.items) >= 4)
+    assert [item.request_id for item in seen.items] == [
+        "req-cause-0001", None, "req-token-0002", None]
+
+
+async def test_a_failed_batch_is_logged_with_the_request_ids_it_holds(
+    nc: Client, js: JetStreamContext, keys: KeyRing
+) -> None:
+    kind = unique_type()
+    for rid in ("req-batch-0001", "req-batch-0001", "req-batch-0002"):
+        await publish_as_relay(js, keys, SERVICE, make_event(kind, request_id=rid))
+    batches: list[int] = []
+
+    async def failing(batch: Sequence[Received]) -> None:
+        batches.append(len(batch))
+        raise RuntimeError("database hiccup")
+
+    async with capture("argus.consumer", JsonFormatter(SERVICE)) as logged:
+        async with running_consumer(nc, keys, subject=events.subject_for(SERVICE, kind),
+                                    handler=failing, ack_wait=2):
+            assert await eventually(lambda: sum(batches) >= 3, timeout=15)
+    lines = [msgspec.json.decode(line) for line in logged.lines if "handler failed" in line]
+    assert {rid for line in lines for rid in line["request_ids"]} == {
+        "req-batch-0001", "req-batch-0002"}
+    for line in lines:  # one request's batch carries its id; a mixed one names both
+        assert line.get("request_id") == (
+            line["request_ids"][0] if len(line["request_ids"]) == 1 else None)
+    assert request_id_var.get() is None
 
 
 async def test_the_consumer_keeps_going_after_a_handler_settles_a_message_itself(

@@ -13,7 +13,14 @@ import pytest
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from multidict import CIMultiDict
 
-from argus_shared.logs import JsonFormatter, redact, request_id_var, scrub, setup_logging
+from argus_shared.logs import (
+    JsonFormatter,
+    redact,
+    request_context,
+    request_id_var,
+    scrub,
+    setup_logging,
+)
 
 SECRET = "s3cr3t-value-9d2f"
 
@@ -74,6 +81,19 @@ def test_the_request_id_of_the_context_is_on_every_line() -> None:
     assert entry["request_id"] == "req-ctx-0001"
     _, outside = log_line("outside")
     assert "request_id" not in outside
+
+
+def test_a_request_context_holds_for_its_block_only_even_when_it_raises() -> None:
+    """What a consumer wraps each item in: the item's id inside, the outer one after (a None
+    id inside means no request's, not the outer one's)."""
+    with request_context("req-outer-0001"):
+        with pytest.raises(RuntimeError), request_context("req-item-0002"):
+            assert log_line("item")[1]["request_id"] == "req-item-0002"
+            raise RuntimeError("the handler failed")
+        with request_context(None):
+            assert "request_id" not in log_line("no request's")[1]
+        assert log_line("after")[1]["request_id"] == "req-outer-0001"
+    assert request_id_var.get() is None
 
 
 def test_exceptions_are_one_field_of_one_line() -> None:

@@ -16,7 +16,9 @@ import pytest
 from nats.aio.client import Client
 
 from argus_shared import xut
+from argus_shared.logs import JsonFormatter, request_context, request_id_var
 from argus_shared.nats import RpcError, request, rpc_audience, rpc_subject, serve
+from argus_shared.outbox import Ctx
 from argus_shared.settings import KeyRing, Settings, format_keyring
 from support.events import open_nats
 from support.infra import Infra
@@ -70,9 +72,10 @@ async def served(nc: Client, keys: KeyRing) -> AsyncIterator[Callable[..., Any]]
         await sub.unsubscribe()
 
 
-async def call(nc: Client, keys: KeyRing, method: str, payload: Any, **kwargs: Any) -> Any:
+async def call(nc: Client, keys: KeyRing, method: str, payload: Any,
+               identity: xut.Identity = CALLER, **kwargs: Any) -> Any:
     return await request(nc, keys, issuer="auth", service=SERVICE, method=method,
-                         payload=payload, identity=CALLER, **kwargs)
+                         payload=payload, identity=identity, **kwargs)
 
 
 async def test_a_request_reaches_the_handler_with_the_callers_identity(
@@ -206,6 +209,69 @@ async def test_requests_are_handled_concurrently_not_one_at_a_time(
     handler = await served(Served(rendezvous))
     answers = await asyncio.gather(*(call(nc, keys, handler.method, {"n": n}) for n in range(3)))
     assert sorted(answers) == [0, 1, 2]
+
+
+def anonymous(request_id: str = "") -> xut.Identity:
+    return xut.Identity(sub="service:auth", request_id=request_id)
+
+
+async def test_a_call_carries_the_request_id_of_the_work_under_way(
+    nc: Client, keys: KeyRing, served: Callable[..., Any]
+) -> None:
+    """No call site can forget it: `request` signs the current request id as `rid` when the
+    caller names none, and one the caller names wins."""
+    handler = await served(Served())
+    with request_context("req-ambient-0001"):
+        ambient = await call(nc, keys, handler.method, {}, identity=anonymous())
+        named = await call(nc, keys, handler.method, {}, identity=anonymous("req-named-0002"))
+    outside = await call(nc, keys, handler.method, {}, identity=anonymous())
+    assert [ambient["rid"], named["rid"], outside["rid"]] == [
+        "req-ambient-0001", "req-named-0002", ""]
+
+
+async def test_a_handler_runs_in_its_callers_request_and_one_line_says_it_answered(
+    nc: Client, keys: KeyRing, served: Callable[..., Any]
+) -> None:
+    """The handler's log lines and the events it records carry the caller's request id, and
+    only for that call: the next call, from no request, finds none."""
+    inside: list[tuple[str | None, str | None]] = []
+
+    def look(claims: xut.Claims, payload: Any) -> Any:
+        logging.getLogger("argus.test.handler").warning("handling")
+        inside.append((request_id_var.get(), Ctx().request_id))
+        return {}
+
+    handler = await served(Served(look))
+    formatter = JsonFormatter(SERVICE)
+    async with capture("argus.rpc", formatter) as answered, \
+            capture("argus.test.handler", formatter) as handled:
+        await call(nc, keys, handler.method, {}, identity=anonymous("req-caller-0003"))
+        await call(nc, keys, handler.method, {}, identity=anonymous())
+    assert inside == [("req-caller-0003", "req-caller-0003"), (None, None)]
+    lines = [msgspec.json.decode(line) for line in handled.lines]
+    assert [line.get("request_id") for line in lines] == ["req-caller-0003", None]
+    mine = [msgspec.json.decode(line) for line in answered.lines]
+    mine = [line for line in mine if line["rpc"] == rpc_audience(SERVICE, handler.method)]
+    assert [(line["message"], line["status"], line["caller"], line.get("request_id"))
+            for line in mine] == [("rpc answered", 200, "auth", "req-caller-0003"),
+                                  ("rpc answered", 200, "auth", None)]
+    assert request_id_var.get() is None
+
+
+async def test_a_refused_call_is_answered_in_no_request(
+    nc: Client, keys: KeyRing, served: Callable[..., Any]
+) -> None:
+    """An unverified token's `rid` is never believed: its line carries no request id."""
+    handler = await served(Served())
+    body = msgspec.json.encode({})
+    token = xut.sign(keys, anonymous("req-forged-0004"), issuer="auth",
+                     audience=rpc_audience("files", handler.method), body=body)
+    async with capture("argus.rpc", JsonFormatter(SERVICE)) as answered:
+        answer = await raw_request(nc, handler.method, body, token)
+    assert answer["error"]["status"] == 401
+    [line] = [msgspec.json.decode(line) for line in answered.lines
+              if handler.method in line]
+    assert line["status"] == 401 and "request_id" not in line and line["caller"] is None
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,11 @@ import stripe
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from argus_shared.logs import JsonFormatter
 from argus_webhooks import ssrf
 from argus_webhooks.app import create_app
 from support.suite import Suite, User
+from support.web import capture
 from support.webhooks_service import INBOUND, Webhooks, webhooks_config
 
 
@@ -166,6 +168,30 @@ async def test_410_gone_disables_the_endpoint(webhooks: Webhooks) -> None:
             break
         await asyncio.sleep(0.1)
     assert found["enabled"] is False and "410" in found["disabled_reason"]
+
+
+async def test_a_delivery_attempt_is_logged_with_the_request_id_of_its_event(
+    webhooks: Webhooks
+) -> None:
+    """The request that caused the event, carried in the stored envelope to the worker that
+    attempts the delivery, long after the request and its consumer are done."""
+    owner, org, _, _, _ = await endpoint(webhooks)
+    webhooks.receiver.answers.append((410, {}))
+    rid = f"req-delivery-{uuid.uuid4().hex[:12]}"
+    async with capture("argus.webhooks.delivery", JsonFormatter("webhooks")) as logged:
+        status, _ = await webhooks.suite.call("POST", f"/orgs/{org}/projects", owner.token,
+                                              {"name": "p"}, {"X-Request-Id": rid})
+        assert status == 201
+        await webhooks.receiver.wait_for(1)
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [json.loads(line) for line in logged.lines]
+            if any(line["message"] == "delivery attempted" for line in lines) \
+                    or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    [attempted] = [line for line in lines if line["message"] == "delivery attempted"]
+    assert (attempted["result"], attempted["request_id"]) == ("gone", rid)
 
 
 @pytest.mark.parametrize(("url", "reason"), [

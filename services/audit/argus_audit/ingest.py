@@ -2,10 +2,14 @@
 linked and stored in one transaction (the heads of its orgs locked, ids already stored
 recognised, so replicas and redeliveries store each event once), and only then acknowledged (by
 the consumer). Anything that fails verification or cannot be stored goes to the quarantine
-table, in the same transaction, with its reason."""
+table, in the same transaction, with its reason.
+
+Once committed, each quarantined message is logged (a warning) and, at DEBUG, each stored event,
+every line carrying the request id of the message it is about."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +23,9 @@ from argus_audit import chain, queries
 from argus_shared import events
 from argus_shared.consumer import Received
 from argus_shared.event_types import ORG_CREATED, ORG_UPDATED
+from argus_shared.logs import request_context
 
+log = logging.getLogger("argus.audit.ingest")
 PLATFORM = str(chain.PLATFORM)
 UTC_TEXT_LENGTH = len("2026-01-01T00:00:00.000000+00:00")
 
@@ -72,6 +78,7 @@ class Ingest:
         for item in refused + linked.refused:
             self.metrics.quarantined.labels((item.error or "unknown").split(":")[0]).inc()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        log_outcome(linked, refused + linked.refused)
 
     async def _append(self, conn: queries.Conn, accepted: list[Received]) -> Linked:
         orgs = sorted({item.event.org_id or PLATFORM for item in accepted if item.event})
@@ -98,6 +105,21 @@ class Ingest:
         await queries.quarantine(conn, [
             (item.msg.subject, item.error or "unknown", dict(item.msg.headers or {}),
              item.msg.data) for item in refused])
+
+
+def log_outcome(linked: Linked, quarantined: list[Received]) -> None:
+    """A line per quarantined message, and at DEBUG per stored event (checked once per batch:
+    nothing is spent per event at INFO), each in the context of its own request."""
+    for item in quarantined:
+        with request_context(item.request_id):
+            log.warning("event quarantined", extra={"reason": item.error or "unknown",
+                                                    "subject": item.msg.subject})
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    for event in linked.events:
+        with request_context(event.request_id):
+            log.debug("event stored", extra={"event_id": event.id, "event_type": event.type,
+                                             "org_id": event.org_id})
 
 
 def link(accepted: list[Received], heads: dict[str, Head], stored_in: dict[str, str],

@@ -22,6 +22,7 @@ from argus_shared.access import API_KEY_REVOKED_SUBJECT as REVOKED_SUBJECT
 from argus_shared.consumer import Received
 from argus_shared.errors import Problem
 from argus_shared.event_types import API_KEY_CREATED, API_KEY_REVOKED, API_KEYS_PURGED
+from argus_shared.logs import request_context
 from argus_shared.nats import RpcError
 
 DISPLAY_PREFIX = 14
@@ -115,16 +116,23 @@ async def purge_org(auth: Auth, org_id: UUID, ctx: Ctx) -> int:
                        data={"api_keys": len(removed)})
     for key_id in removed:
         await announce_revocation(auth, key_id)
+    log.info("a deleted org's API keys removed",
+             extra={"org_id": str(org_id), "api_keys": len(removed)})
     return len(removed)
 
 
 async def org_deleted_handler(auth: Auth, batch: Sequence[Received]) -> None:
     for item in batch:
-        event, claims = item.event, item.claims
-        if event is None or claims is None or claims.iss != "tenant-api" or not event.org_id:
-            log.warning("org.deleted refused", extra={"reason": item.error or "issuer"})
-            continue
-        await purge_org(auth, UUID(event.org_id), Ctx(request_id=event.request_id))
+        with request_context(item.request_id):
+            await org_deleted(auth, item)
+
+
+async def org_deleted(auth: Auth, item: Received) -> None:
+    event, claims = item.event, item.claims
+    if event is None or claims is None or claims.iss != "tenant-api" or not event.org_id:
+        log.warning("org.deleted refused", extra={"reason": item.error or "issuer"})
+        return
+    await purge_org(auth, UUID(event.org_id), Ctx(request_id=event.request_id))
 
 
 async def introspect(auth: Auth, secret: str) -> dict[str, Any]:

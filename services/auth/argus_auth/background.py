@@ -13,6 +13,8 @@ When the queue is full, `submit` drops the job: counted in `argus_auth_backgroun
 account-dependent work, so a full queue treats a known and an unknown email alike; dropping
 keeps the answer's latency flat under a flood (back-pressure would hold every connection
 instead). The sender of a dropped request gets no mail and can ask again.
+
+A job runs with the request id of the request that queued it, so its log lines carry that id.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from argus_shared.logs import request_context, request_id_var
+
 log = logging.getLogger("argus.auth.background")
 Job = Callable[[], Awaitable[None]]
 
@@ -32,7 +36,7 @@ Job = Callable[[], Awaitable[None]]
 class Background:
     def __init__(self, size: int, workers: int, jitter: float,
                  registry: CollectorRegistry | None = None) -> None:
-        self.queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[tuple[str, Job, str | None]] = asyncio.Queue(size)
         self.workers, self.jitter = workers, jitter
         self.tasks: list[asyncio.Task[None]] = []
         self.random = random.SystemRandom()
@@ -51,7 +55,7 @@ class Background:
     def submit(self, name: str, job: Job) -> bool:
         """Queue `job` (never waits); False when the queue was full and it was dropped."""
         try:
-            self.queue.put_nowait((name, job))
+            self.queue.put_nowait((name, job, request_id_var.get()))
         except asyncio.QueueFull:
             self.dropped.labels(name).inc()
             log.warning("background queue full; job dropped", extra={"job": name})
@@ -76,13 +80,18 @@ class Background:
 
     async def _work(self) -> None:
         while True:
-            name, job = await self.queue.get()
+            name, job, request_id = await self.queue.get()
             try:
-                if self.jitter:
-                    await asyncio.sleep(self.random.uniform(0, self.jitter))
-                await job()
-            except Exception:
-                self.failed.labels(name).inc()
-                log.exception("background job failed", extra={"job": name})
+                with request_context(request_id):
+                    await self._run(name, job)
             finally:
                 self.queue.task_done()
+
+    async def _run(self, name: str, job: Job) -> None:
+        try:
+            if self.jitter:
+                await asyncio.sleep(self.random.uniform(0, self.jitter))
+            await job()
+        except Exception:
+            self.failed.labels(name).inc()
+            log.exception("background job failed", extra={"job": name})

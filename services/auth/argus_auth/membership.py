@@ -19,6 +19,7 @@ from argus_shared.access import revoke_membership
 from argus_shared.consumer import Received
 from argus_shared.errors import Problem
 from argus_shared.event_types import MEMBER_ADDED, MEMBER_REMOVED, MEMBER_ROLE_CHANGED
+from argus_shared.logs import request_context
 from argus_shared.nats import RpcError, request
 
 log = logging.getLogger("argus.auth.membership")
@@ -107,13 +108,21 @@ async def membership_changed(auth: Auth, event: events.Event) -> None:
             await queries.end_org_scope(conn, user_id, org_id)
     at = datetime.fromisoformat(event.occurred_at).timestamp()
     await revoke_membership(auth.js, str(org_id), str(user_id), role, at)
+    log.info("membership change applied", extra={
+        "event_id": event.id, "event_type": event.type, "org_id": str(org_id),
+        "user_id": str(user_id), "role": role})
 
 
 async def membership_events_handler(auth: Auth, batch: Sequence[Received]) -> None:
     for item in batch:
-        event, claims = item.event, item.claims
-        if event is None or claims is None or claims.iss != "tenant-api" or not event.org_id \
-                or event.type not in ROLE_AFTER or event.resource.type != "user":
-            log.warning("membership event refused", extra={"reason": item.error or "shape"})
-            continue
-        await membership_changed(auth, event)
+        with request_context(item.request_id):
+            await membership_event(auth, item)
+
+
+async def membership_event(auth: Auth, item: Received) -> None:
+    event, claims = item.event, item.claims
+    if event is None or claims is None or claims.iss != "tenant-api" or not event.org_id \
+            or event.type not in ROLE_AFTER or event.resource.type != "user":
+        log.warning("membership event refused", extra={"reason": item.error or "shape"})
+        return
+    await membership_changed(auth, event)

@@ -21,6 +21,7 @@ from argus_files.store import STORE_KEY, Store
 from argus_shared import events
 from argus_shared.consumer import Consumer, Received
 from argus_shared.event_types import ORG_DELETED
+from argus_shared.logs import request_context
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
 from argus_shared.outbox import Ctx
@@ -97,17 +98,24 @@ async def _org_deletions(settings: Settings, app: web.Application) -> AsyncItera
 
     async def handle(batch: Sequence[Received]) -> None:
         for item in batch:
-            event, claims = item.event, item.claims
-            if event is None or claims is None or claims.iss != "tenant-api" \
-                    or event.org_id is None:
-                log.warning("org.deleted refused", extra={"reason": item.error or "issuer"})
-                continue
-            await deletion.shred(store, UUID(event.org_id), None, None,
-                                 actor=("service", "tenant-api"),
-                                 ctx=Ctx(request_id=event.request_id), record_empty=False)
+            with request_context(item.request_id):
+                await org_deleted(store, item)
 
     consumer = Consumer(app[NATS_KEY], settings.xut_keys, durable=DURABLE,
                         handler=handle, subject=ORG_DELETED, batch=20)
     await consumer.start()
     yield
     await consumer.stop()
+
+
+async def org_deleted(store: Store, item: Received) -> None:
+    """One `org.deleted` from tenant-api: the org's objects shredded."""
+    event, claims = item.event, item.claims
+    if event is None or claims is None or claims.iss != "tenant-api" or event.org_id is None:
+        log.warning("org.deleted refused", extra={"reason": item.error or "issuer"})
+        return
+    rows = await deletion.shred(store, UUID(event.org_id), None, None,
+                                actor=("service", "tenant-api"),
+                                ctx=Ctx(request_id=event.request_id), record_empty=False)
+    log.info("a deleted org's files shredded",
+             extra={"org_id": event.org_id, "shredded": len(rows)})

@@ -14,6 +14,7 @@ from nats.aio.client import Client
 from argus_shared import db, events
 from argus_shared.consumer import Received
 from argus_shared.event_types import EMAIL_CHANGED
+from argus_shared.logs import request_context
 from argus_shared.nats import RpcError
 from argus_shared.settings import KeyRing
 from argus_tenant_api import accounts, queries
@@ -35,14 +36,19 @@ async def refresh_member_email(pool: asyncpg.Pool, nc: Client, keys: KeyRing, us
     for org in orgs:
         async with db.tenant_tx(pool, org["org_id"], user_id) as conn:
             await queries.set_member_email(conn, org["org_id"], user_id, email)
+    log.info("member email refreshed", extra={"user_id": str(user_id), "orgs": len(orgs)})
 
 
 async def account_events(pool: asyncpg.Pool, nc: Client, keys: KeyRing,
                          batch: Sequence[Received]) -> None:
     for item in batch:
-        event, claims = item.event, item.claims
-        if event is None or claims is None or claims.iss != "auth" \
-                or event.resource.type != "user":
-            log.warning("account event refused", extra={"reason": item.error or "shape"})
-            continue
-        await refresh_member_email(pool, nc, keys, UUID(event.resource.id), event.request_id)
+        with request_context(item.request_id):
+            await account_event(pool, nc, keys, item)
+
+
+async def account_event(pool: asyncpg.Pool, nc: Client, keys: KeyRing, item: Received) -> None:
+    event, claims = item.event, item.claims
+    if event is None or claims is None or claims.iss != "auth" or event.resource.type != "user":
+        log.warning("account event refused", extra={"reason": item.error or "shape"})
+        return
+    await refresh_member_email(pool, nc, keys, UUID(event.resource.id), event.request_id)

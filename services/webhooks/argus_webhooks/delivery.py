@@ -2,7 +2,8 @@
 to the address that passed the SSRF check, record the attempt, then succeed, retry later with
 back-off and jitter (Retry-After honoured within bounds), disable the endpoint (410, or failing
 for 5 days) or give up when the schedule is exhausted. A worker that dies leaves a lease that
-expires; the next claim takes the delivery again, so every delivery completes at least once."""
+expires; the next claim takes the delivery again, so every delivery completes at least once.
+An attempt's log lines carry the request id of the event it delivers."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import aiohttp
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
-from argus_shared import crypto, db
+from argus_shared import crypto, db, events
 from argus_shared.event_types import ENDPOINT_DISABLED
+from argus_shared.logs import request_context
 from argus_shared.outbox import Ctx, record
 from argus_shared.settings import KeyRing
 from argus_webhooks import SERVICE, excerpt, queries, signing, ssrf
@@ -197,9 +199,8 @@ class Deliverer:
             row = await queue.get()
             self._active += 1
             try:
-                await self.deliver(row, successes)
-            except Exception:  # the lease runs out and the delivery is attempted again
-                log.exception("delivery attempt failed", extra={"delivery": str(row["id"])})
+                with request_context(events.request_id_of(row["payload"])):
+                    await self._attempt(row, successes)
             finally:
                 self._active -= 1
                 self._leased -= 1
@@ -211,6 +212,12 @@ class Deliverer:
                 recording = asyncio.create_task(self._record_successes(self._take(successes)))
                 self._recording.add(recording)
                 recording.add_done_callback(self._recording.discard)
+
+    async def _attempt(self, row: asyncpg.Record, successes: list[dict[str, Any]]) -> None:
+        try:
+            await self.deliver(row, successes)
+        except Exception:  # the lease runs out and the delivery is attempted again
+            log.exception("delivery attempt failed", extra={"delivery": str(row["id"])})
 
     async def _record_successes(self, successes: list[dict[str, Any]]) -> None:
         """Successful attempts, in one statement. If this fails the leases run out and the
@@ -241,8 +248,12 @@ class Deliverer:
             error = failure(exc)
         latency = time.perf_counter() - started
         self.metrics.latency.observe(latency)
-        return await self._settle(row, moment, latency, status_code, error, shown, headers,
-                                  successes)
+        result = await self._settle(row, moment, latency, status_code, error, shown, headers,
+                                    successes)
+        log.debug("delivery attempted", extra={
+            "delivery": str(row["id"]), "endpoint": str(row["endpoint_id"]), "result": result,
+            "status_code": status_code, "attempt": row["attempts"]})
+        return result
 
     def _secrets(self, row: asyncpg.Record) -> list[str]:
         """The endpoint's live secrets, unsealed once per sealed value (a rotation seals a new

@@ -17,6 +17,7 @@ import asyncpg
 from argus_shared import db
 from argus_shared.consumer import Received
 from argus_shared.event_types import ORG_DELETED
+from argus_shared.logs import request_context
 from argus_webhooks import queries
 
 log = logging.getLogger("argus.webhooks.fanout")
@@ -29,22 +30,30 @@ class FanOut:
 
     async def __call__(self, batch: Sequence[Received]) -> None:
         for item in batch:
-            if item.event is None:
-                log.warning("unverified event not delivered", extra={"reason": item.error,
-                                                                     "subject": item.msg.subject})
-                continue
-            if item.event.org_id is None:
-                continue  # platform events belong to no org's endpoints
-            org_id = UUID(item.event.org_id)
-            if item.event.type == ORG_DELETED and item.claims and item.claims.iss == "tenant-api":
-                async with db.tenant_tx(self.pool, org_id) as conn:
-                    removed = await queries.delete_org_endpoints(conn, org_id)
-                log.info("a deleted org's endpoints removed",
-                         extra={"org_id": str(org_id), "endpoints": removed})
-                continue
+            with request_context(item.request_id):
+                await self.fan_out(item)
+
+    async def fan_out(self, item: Received) -> None:
+        """One message: its deliveries, or a deleted org's endpoints removed."""
+        if item.event is None:
+            log.warning("unverified event not delivered", extra={"reason": item.error,
+                                                                 "subject": item.msg.subject})
+            return
+        if item.event.org_id is None:
+            return  # platform events belong to no org's endpoints
+        org_id = UUID(item.event.org_id)
+        if item.event.type == ORG_DELETED and item.claims and item.claims.iss == "tenant-api":
             async with db.tenant_tx(self.pool, org_id) as conn:
-                targets = await queries.subscribed(conn, org_id, item.event.type)
-                if targets:
-                    await queries.insert_deliveries(
-                        conn, org_id, targets, [uuid.uuid4() for _ in targets],
-                        UUID(item.event.id), item.event.type, item.msg.data)
+                removed = await queries.delete_org_endpoints(conn, org_id)
+            log.info("a deleted org's endpoints removed",
+                     extra={"org_id": str(org_id), "endpoints": removed})
+            return
+        async with db.tenant_tx(self.pool, org_id) as conn:
+            targets = await queries.subscribed(conn, org_id, item.event.type)
+            if targets:
+                await queries.insert_deliveries(
+                    conn, org_id, targets, [uuid.uuid4() for _ in targets],
+                    UUID(item.event.id), item.event.type, item.msg.data)
+        log.debug("event fanned out", extra={"event_id": item.event.id,
+                                             "event_type": item.event.type,
+                                             "deliveries": len(targets)})
