@@ -1,7 +1,9 @@
 """The transactional outbox: `emit` writes an event in the caller's transaction; the `Relay`
 publishes pending rows to JetStream (`Nats-Msg-Id` = event id, so a re-publish after a crash is
 dropped by the stream's duplicate window), signs each with an X-User-Token bound to its body,
-and marks them sent. While NATS is down rows wait; nothing is lost."""
+and marks them sent. While NATS is down rows wait; nothing is lost. The `Pruner` deletes sent rows
+once they are older than the retention, in bounded batches, and reports the outbox's backlog
+(pending rows, the oldest one's age) and size as metrics."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from argus_shared import events, tracing, xut
 from argus_shared.event_types import EventType, emitted_by
@@ -27,7 +31,10 @@ MIN_INTERVAL = 0.05
 MAX_BACKOFF = 10.0
 PUBLISH_TIMEOUT = 5.0
 XUT_LIFETIME = 300
-KEEP_SENT = "7 days"
+PRUNE_BATCH = 1000  # rows per DELETE: each statement holds its locks and WAL briefly
+PRUNE_PAUSE = 0.1  # seconds between two full batches, so a backlog is removed gently
+PRUNE_MAX_BATCHES = 100  # per run; the gauges refresh between runs however large the backlog
+PRUNE_JITTER = 0.5  # each wait is the interval times 1 +/- this, so replicas drift apart
 # NATS's default max_payload (1 MiB) less room for the headers: a row the relay cannot publish
 # would block every row after it, so emit refuses it while the caller can still roll back
 MAX_PAYLOAD_BYTES = 1024 * 1024 - 16 * 1024
@@ -43,8 +50,23 @@ where seq in (select seq from outbox where sent_at is null order by seq limit $1
               for update skip locked)
 returning seq, id, subject, payload, headers
 """
-PURGE_SENT = f"delete from outbox where sent_at < now() - interval '{KEEP_SENT}'"
-PENDING = "select count(*) from outbox where sent_at is null"
+# the oldest sent rows past the retention, found through the partial index `outbox_sent`
+# (sent_at, where sent_at is not null); SKIP LOCKED, so replicas pruning at once take disjoint
+# rows and never wait for each other; a row never sent (sent_at null) never matches
+PRUNE = """
+delete from outbox
+where seq in (select seq from outbox where sent_at < now() - make_interval(secs => $1)
+              order by sent_at limit $2 for update skip locked)
+  and sent_at < now() - make_interval(secs => $1)
+"""
+# through the partial index `outbox_pending`: only unsent rows are read (few, unless NATS has
+# been down a while); the size is the table's files, never a count of the sent rows
+STATS = """
+select count(*) as pending,
+       coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest,
+       pg_total_relation_size('outbox') as bytes
+from outbox where sent_at is null
+"""
 
 
 @dataclass(frozen=True)
@@ -234,10 +256,6 @@ class Relay:
         )
         await self.js.publish(row["subject"], payload, headers=headers, timeout=PUBLISH_TIMEOUT)
 
-    async def purge_sent(self) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(PURGE_SENT)
-
     async def _listen(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
             return
@@ -255,3 +273,96 @@ class Relay:
             await listener.remove_listener(self.channel, self._on_notify)
         with contextlib.suppress(Exception):
             await self.pool.release(listener)
+
+
+class OutboxMetrics:
+    """The outbox's gauges (set by the pruner on its schedule, not per scrape) and counter."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.pending = Gauge("argus_outbox_pending", "Outbox rows not yet published",
+                             registry=registry)
+        self.oldest = Gauge("argus_outbox_oldest_pending_seconds",
+                            "Age of the oldest outbox row not yet published (0 when none)",
+                            registry=registry)
+        self.bytes = Gauge("argus_outbox_bytes", "Size of the outbox table with its indexes",
+                           registry=registry)
+        self.pruned = Counter("argus_outbox_pruned", "Sent outbox rows deleted by the pruner",
+                              registry=registry)
+
+
+class Pruner:
+    """Deletes sent rows older than `keep_seconds` (never an unsent one, whatever its age), at
+    most `batch` per statement and `max_batches` per run, one run every `interval` seconds
+    (jittered), and refreshes the outbox metrics at each run. Several replicas may run it at
+    once: they skip each other's rows, and each counts only the rows it deleted."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, registry: CollectorRegistry, *, keep_seconds: float,
+        interval: float, batch: int = PRUNE_BATCH, pause: float = PRUNE_PAUSE,
+        max_batches: int = PRUNE_MAX_BATCHES, service: str = "",
+    ) -> None:
+        self.pool, self.keep_seconds, self.interval = pool, float(keep_seconds), interval
+        self.batch, self.pause, self.max_batches = batch, pause, max_batches
+        self.metrics = OutboxMetrics(registry)
+        self.service = service
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._random = random.Random()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"outbox-pruner-{self.service}")
+
+    async def stop(self) -> None:
+        self._stopping = True  # as the relay's: a swallowed cancellation still ends the loop
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def prune_batch(self) -> int:
+        """One statement: delete up to `batch` sent rows past the retention; how many."""
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(PRUNE, self.keep_seconds, self.batch)
+        deleted = int(status.rsplit(" ", 1)[1])
+        self.metrics.pruned.inc(deleted)
+        return deleted
+
+    async def prune(self) -> list[int]:
+        """Batches while they come back full (at most `max_batches`), pausing between them;
+        the rows each deleted."""
+        batches = [await self.prune_batch()]
+        while batches[-1] == self.batch and len(batches) < self.max_batches:
+            await asyncio.sleep(self.pause)
+            batches.append(await self.prune_batch())
+        return batches
+
+    async def refresh(self) -> None:
+        """Set the gauges from the outbox as it is now."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(STATS)
+        self.metrics.pending.set(row["pending"])
+        self.metrics.oldest.set(row["oldest"])
+        self.metrics.bytes.set(row["bytes"])
+
+    async def run_once(self) -> bool:
+        """Refresh the gauges, then prune; True when rows past the retention may remain."""
+        await self.refresh()
+        batches = await self.prune()
+        return len(batches) == self.max_batches and batches[-1] == self.batch
+
+    def next_wait(self) -> float:
+        return self.interval * self._random.uniform(1 - PRUNE_JITTER, 1 + PRUNE_JITTER)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            backlog = False
+            try:
+                backlog = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox prune failed; retrying",
+                            extra={"error": str(exc)[:200], "retry_in": self.interval})
+            await asyncio.sleep(self.pause if backlog else self.next_wait())

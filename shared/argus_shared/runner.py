@@ -2,9 +2,10 @@
 
 `service_app` wires what every service shares around its route table: migrations at boot (as the
 owner role, under the migration lock), the runtime-role pool, NATS and the event stream, the
-outbox relay, and `/readyz` checks of the database and NATS. `run_service` is each process's
-entry point: settings, logging, tracing, serve, and on SIGTERM/SIGINT stop accepting, drain
-in-flight requests, then close. Every start-up failure is one line and a non-zero exit.
+outbox relay and pruner (with the outbox metrics), and `/readyz` checks of the database and
+NATS. `run_service` is each process's entry point: settings, logging, tracing, serve, and on
+SIGTERM/SIGINT stop accepting, drain in-flight requests, then close. Every start-up failure is
+one line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from argus_shared import db, xut
 from argus_shared.access import AccessVerifier, ApiKeys, JwksCache, Revocations
 from argus_shared.embedded import port_free
 from argus_shared.logs import scrub, setup_logging
+from argus_shared.metrics import METRICS_KEY
 from argus_shared.migrate import MigrationError, migrate, migrations_for
 from argus_shared.nats import NatsUnavailable, connect, ensure_stream
 from argus_shared.nats import request as nats_request
-from argus_shared.outbox import Relay
+from argus_shared.outbox import Pruner, Relay
 from argus_shared.request import XUT_CLAIMS
 from argus_shared.routing import Route
 from argus_shared.settings import OWNER_ROLE, ConfigError, Settings
@@ -119,6 +121,18 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     await relay.stop()
 
 
+async def _pruner(app: web.Application) -> AsyncIterator[None]:
+    """Sent outbox rows past the retention deleted on a jittered schedule (needs no NATS)."""
+    settings = app[SETTINGS_KEY]
+    pruner = Pruner(
+        app[POOL_KEY], app[METRICS_KEY].registry, keep_seconds=settings.outbox_keep_seconds,
+        interval=settings.outbox_prune_seconds, service=settings.service,
+    )
+    await pruner.start()
+    yield
+    await pruner.stop()
+
+
 async def _database_ready(app: web.Application) -> None:
     async with app[POOL_KEY].acquire() as conn:
         await conn.fetchval("select 1")
@@ -204,7 +218,7 @@ def service_app(
         },
         middlewares=[tracing_middleware()],
     )
-    app.cleanup_ctx.extend([_database, _nats, _relay, *cleanup_ctx])
+    app.cleanup_ctx.extend([_database, _nats, _relay, _pruner, *cleanup_ctx])
     return app
 
 

@@ -188,6 +188,8 @@ class Settings:
     rate_limit_org_per_minute: int = 6000
     rate_limit_key_per_minute: int = 1200
     shutdown_timeout: float = 8.0
+    outbox_keep_seconds: int = 3600
+    outbox_prune_seconds: int = 15
 
     @property
     def schema(self) -> str:
@@ -235,4 +237,18 @@ class Settings:
             rate_limit_org_per_minute=env.int("ARGUS_RATE_LIMIT_ORG_PER_MINUTE", 6000, 1),
             rate_limit_key_per_minute=env.int("ARGUS_RATE_LIMIT_KEY_PER_MINUTE", 1200, 1),
             shutdown_timeout=float(env.int("ARGUS_SHUTDOWN_TIMEOUT", 8, 1, 300)),
+            outbox_keep_seconds=_outbox_keep_seconds(env),
+            outbox_prune_seconds=env.int("ARGUS_OUTBOX_PRUNE_SECONDS", 15, 1, 86400),
         )
+
+
+def _outbox_keep_seconds(env: Env) -> int:
+    """How long a sent outbox row is kept: longer than JetStream's duplicate window, so a row is
+    never gone while the stream would still drop its re-publication as a duplicate."""
+    from argus_shared.nats import DUPLICATE_WINDOW  # nats imports this module
+
+    keep = env.int("ARGUS_OUTBOX_KEEP_SECONDS", 3600, 1)
+    if keep <= DUPLICATE_WINDOW:
+        raise ConfigError(f"ARGUS_OUTBOX_KEEP_SECONDS: {keep} s does not exceed JetStream's "
+                          f"duplicate window of {DUPLICATE_WINDOW} s")
+    return keep

@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from argus_shared import xut
 from argus_shared.cli.stack import Stack
 from argus_shared.embedded import free_port
+from support.events import eventually
 from support.processes import PYTHON, Proc, run_to_exit, service_command, wait_ready
 
 SLOW_SERVICE = str(Path(__file__).parents[1] / "support" / "slow_service.py")
@@ -110,6 +113,52 @@ async def test_health_endpoints_of_a_real_service(
             assert "/internal/whoami" in (await r.json())["paths"]
         async with session.get(f"{base}/metrics") as r:
             assert 'route="/readyz"' in await r.text()
+
+
+async def test_a_service_prunes_its_outbox_on_schedule_and_exports_its_state(
+    stack: Stack, tmp_path: Path, started: list[Proc], admin: asyncpg.Connection
+) -> None:
+    """The runner's pruner: a row sent longer ago than the retention is deleted by the running
+    service, and /metrics carries the outbox's gauges and what was pruned."""
+    env = env_for(stack, "webhooks", ARGUS_OUTBOX_PRUNE_SECONDS="1")
+    base = f"http://127.0.0.1:{env['ARGUS_PORT']}"
+    due = await admin.fetchval(
+        "insert into webhooks.outbox (id, subject, payload, created_at, sent_at)"
+        " values (gen_random_uuid(), 'argus.events.webhooks.test.runner-prune', '\\x7b7d',"
+        " now() - interval '2 hours', now() - interval '2 hours') returning id")
+    proc = Proc.start(service_command("webhooks"), env, tmp_path / "webhooks.log")
+    started.append(proc)
+    await wait_ready(f"{base}/readyz", proc)
+
+    async def gone() -> bool:
+        return not await admin.fetchval("select count(*) from webhooks.outbox where id = $1",
+                                        due)
+
+    assert await eventually(gone, timeout=30)
+    async with aiohttp.ClientSession() as session:
+        async def pruned() -> bool:
+            async with session.get(f"{base}/metrics") as r:
+                values = samples(await r.text())
+            return values.get("argus_outbox_pruned_total", 0) >= 1
+
+        assert await eventually(pruned, timeout=10)
+        async with session.get(f"{base}/metrics") as r:
+            values = samples(await r.text())
+    assert {"argus_outbox_pending", "argus_outbox_oldest_pending_seconds",
+            "argus_outbox_bytes"} <= set(values)
+    assert values["argus_outbox_bytes"] > 0
+
+
+def samples(text: str) -> dict[str, float]:
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if not sample.labels}
+
+
+def test_an_outbox_retention_within_the_dedup_window_is_one_line(stack: Stack) -> None:
+    code, output = run_to_exit(service_command("auth"),
+                               env_for(stack, ARGUS_OUTBOX_KEEP_SECONDS="60"))
+    assert code == 2
+    assert_one_clear_line(output, "ARGUS_OUTBOX_KEEP_SECONDS", "duplicate window")
 
 
 def test_missing_secret_is_one_line_naming_it(stack: Stack) -> None:

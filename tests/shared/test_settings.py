@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from argus_shared.devsecrets import ensure_dev_secrets, rotate_keyring
+from argus_shared.nats import DUPLICATE_WINDOW
 from argus_shared.settings import ConfigError, Settings
 
 
@@ -31,6 +32,17 @@ def test_settings_read_secrets_from_files(tmp_path: Path) -> None:
     assert settings.db_password not in repr(settings)
 
 
+def test_the_outbox_keeps_sent_rows_an_hour_unless_told_and_longer_than_the_dedup_window(
+    tmp_path: Path,
+) -> None:
+    env = base_env(tmp_path)
+    settings = Settings.from_env("auth", env)
+    assert (settings.outbox_keep_seconds, settings.outbox_prune_seconds) == (3600, 15)
+    assert Settings.from_env("auth", {**env, "ARGUS_OUTBOX_KEEP_SECONDS": "121",
+                                      "ARGUS_OUTBOX_PRUNE_SECONDS": "1"}).outbox_keep_seconds == 121
+    assert DUPLICATE_WINDOW == 120  # the message below names it
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -44,6 +56,10 @@ def test_settings_read_secrets_from_files(tmp_path: Path) -> None:
         ({"ARGUS_ENV": "staging"}, "ARGUS_ENV: 'staging'"),
         ({"ARGUS_MIGRATE_ON_START": "maybe"}, "ARGUS_MIGRATE_ON_START"),
         ({"ARGUS_TRUSTED_PROXIES": "10.0.0.0/33"}, "ARGUS_TRUSTED_PROXIES"),
+        ({"ARGUS_OUTBOX_KEEP_SECONDS": "120"},
+         "ARGUS_OUTBOX_KEEP_SECONDS: 120 s does not exceed JetStream's duplicate window of 120 s"),
+        ({"ARGUS_OUTBOX_KEEP_SECONDS": "soon"}, "ARGUS_OUTBOX_KEEP_SECONDS: 'soon'"),
+        ({"ARGUS_OUTBOX_PRUNE_SECONDS": "0"}, "ARGUS_OUTBOX_PRUNE_SECONDS: 0 is outside"),
     ],
 )
 def test_bad_settings_give_one_line_naming_them(
