@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from argus_shared.routing import Route
 from argus_shared.settings import Settings
 from argus_tenant_api.app import create_app as create_tenant_api
-from argus_tenant_api.config import TenantConfig
+from argus_tenant_api.config import CONFIG_KEY
 from support.audit_service import Audit
 from support.files_service import Files
 from support.suite import Suite, User
@@ -199,8 +199,7 @@ async def test_a_removal_missed_by_the_broadcast_is_made_good_from_the_event(
 @pytest.fixture
 async def second_tenant_api(suite: Suite, settings_for: Any) -> AsyncIterator[str]:
     settings: Settings = settings_for("tenant-api")
-    config = TenantConfig(auth_url=suite.auth.base, step_up_threshold_cents=500_00,
-                          reconcile_seconds=3600)
+    config = suite.app[CONFIG_KEY]  # the same settings: another replica
     server = TestServer(create_tenant_api(settings, config))
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")

@@ -129,6 +129,9 @@ INVITATION_CREATED = _declare(T, "org.invitation.created", "invitation",
                               "Someone was invited to the org")
 INVITATION_REVOKED = _declare(T, "org.invitation.revoked", "invitation",
                               "An invitation was revoked")
+INVITATION_RESENT = _declare(T, "org.invitation.resent", "invitation",
+                             "An invitation was mailed again with a new token and expiry "
+                             "(the old token stops working)")
 PROJECT_CREATED = _declare(T, "project.created", "project", "A project was created")
 PROJECT_DELETED = _declare(T, "project.deleted", "project", "A project was deleted")
 WALLET_DEPOSIT = _declare(T, "wallet.deposit", "ledger_entry", "Money was added to the wallet")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from argus_auth.mail import SmtpMailer
 from argus_shared.cli.stack import Stack
 from argus_shared.embedded import free_port
+from argus_shared.mail import SmtpMailer
 from support.auth_service import AuthService
 from support.processes import run_to_exit, service_command
 

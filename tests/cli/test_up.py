@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import aiohttp
 import pytest
@@ -307,6 +308,70 @@ async def test_a_mailed_link_opens_a_page_of_the_gateway_that_verifies(
             async with http.post(f"{gateway}/auth/login", json=credentials) as response:
                 assert response.status == 200
                 assert (await response.json())["token_type"] == "Bearer"
+        await stop_and_check(proc, signal.SIGTERM, data_dir, ports)
+    finally:
+        proc.kill()
+
+
+async def post_json(http: aiohttp.ClientSession, url: str, body: object,
+                    token: str | None = None) -> tuple[int, dict[str, object]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.post(url, json=body, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def signed_up(http: aiohttp.ClientSession, gateway: str, mailbox: Path, email: str,
+                    password: str) -> str:
+    """Sign up and verify through the gateway; the login's access token."""
+    credentials = {"email": email, "password": password}
+    assert (await post_json(http, f"{gateway}/auth/signup", credentials))[0] == 202
+    token = link_in(await mail_to(mailbox, email)).split("#", 1)[1]
+    assert (await post_json(http, f"{gateway}/auth/verify-email", {"token": token}))[0] == 200
+    status, tokens = await post_json(http, f"{gateway}/auth/login", credentials)
+    assert status == 200, tokens
+    return str(tokens["access_token"])
+
+
+@pytest.mark.timeout(300)
+async def test_an_invitation_is_mailed_and_accepted_through_the_gateway(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """Invite through the gateway of `argus up`: the mail lands in the dev mailbox with a link
+    to that gateway, its page loads through it, and signing in and accepting as its script
+    does makes the invitee a member."""
+    ports = free_ports()
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    mailbox, password = data_dir / "mailbox", "a long enough passphrase"
+    owner_email, invitee_email = "owner@example.com", "invitee@example.com"
+    proc = Proc.start(up_command(data_dir, ports), {}, tmp_path / "up.log")
+    try:
+        await wait_for_banner(proc)
+        # no cookies, as the page's fetch sends none: the bearer token is the credential
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            owner = await signed_up(http, gateway, mailbox, owner_email, password)
+            await signed_up(http, gateway, mailbox, invitee_email, password)
+            status, org = await post_json(http, f"{gateway}/tenant/orgs",
+                                          {"name": "Acme", "slug": "acme"}, owner)
+            assert status == 201, org
+            status, switched = await post_json(http, f"{gateway}/auth/orgs/switch",
+                                               {"org_id": org["org_id"]}, owner)
+            assert status == 200, switched
+            status, invited = await post_json(
+                http, f"{gateway}/tenant/orgs/{org['org_id']}/invitations",
+                {"email": "Invitee@Example.com", "role": "member"}, str(switched["access_token"]))
+            assert status == 201 and invited["mailed"] is True, invited
+
+            link = link_in(await mail_to(mailbox, invitee_email))
+            assert link == f"{gateway}/tenant/pages/accept-invitation#{invited['token']}"
+            page = await open_page(http, link)
+            assert page.endpoint == f"{gateway}/tenant/invitations/accept"
+            assert 'data-login="../../auth/login"' in page.html
+            status, tokens = await post_json(http, urljoin(page.url, "../../auth/login"),
+                                             {"email": invitee_email, "password": password})
+            assert status == 200, tokens
+            assert await post_json(http, page.endpoint, {"token": invited["token"]},
+                                   str(tokens["access_token"])) == \
+                (200, {"org_id": org["org_id"], "role": "member"})
         await stop_and_check(proc, signal.SIGTERM, data_dir, ports)
     finally:
         proc.kill()

@@ -20,6 +20,7 @@ from argus_auth.app import create_app
 from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
 from argus_auth.routes import AUTH_KEY
+from argus_shared.mail import MailSettings
 from argus_shared.settings import Settings
 from support.hibp_server import HibpServer
 
@@ -116,9 +117,12 @@ async def _body(response: aiohttp.ClientResponse) -> Any:
 
 
 def test_config(mailbox: Path, clock: Clock, **overrides: Any) -> AuthConfig:
-    base = AuthConfig(argon2_memory_kib=1024, argon2_time_cost=1, hibp_url=None,
-                      mailbox_dir=mailbox, secure_cookies=False, clock=clock,
-                      background_jitter=0.0)
+    """`public_url=` sets where mail links point (the mail settings' own field)."""
+    mail = MailSettings(mailbox_dir=mailbox)
+    if "public_url" in overrides:
+        mail = replace(mail, public_url=overrides.pop("public_url"))
+    base = AuthConfig(argon2_memory_kib=1024, argon2_time_cost=1, hibp_url=None, mail=mail,
+                      secure_cookies=False, clock=clock, background_jitter=0.0)
     return replace(base, **overrides)
 
 

@@ -3,15 +3,18 @@ helpers to make users, orgs (with org-scoped tokens), projects and API keys."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from argus_shared.mail import MailSettings
 from argus_shared.settings import Settings
 from argus_tenant_api.app import RECONCILER_KEY
 from argus_tenant_api.app import create_app as create_tenant_api
@@ -38,6 +41,7 @@ class Suite:
     http: aiohttp.ClientSession
     reconciler: Reconciler
     app: Any = None
+    mailbox: Path | None = None  # tenant-api's development mailbox (invitations)
 
     def tenant_app_dsr(self) -> Any:
         from argus_tenant_api.routes import DSR_KEY
@@ -105,15 +109,27 @@ class Suite:
         return created
 
 
-@pytest.fixture
-async def suite(make_auth_service: Callable[..., Any],
-                settings_for: Callable[..., Settings]) -> AsyncIterator[Suite]:
-    auth = await make_auth_service()
+@contextlib.asynccontextmanager
+async def running_suite(auth: AuthService, settings: Settings,
+                        mail: MailSettings) -> AsyncIterator[Suite]:
+    """tenant-api in-process beside `auth`, mailing with `mail`."""
     config = TenantConfig(auth_url=auth.base, step_up_threshold_cents=500_00,
-                          reconcile_seconds=3600)
-    app = create_tenant_api(settings_for("tenant-api"), config)
+                          reconcile_seconds=3600, mail=mail)
+    app = create_tenant_api(settings, config)
     server = TestServer(app)
     await server.start_server()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        yield Suite(auth, str(server.make_url("")).rstrip("/"), http, app[RECONCILER_KEY], app)
-    await server.close()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            yield Suite(auth, str(server.make_url("")).rstrip("/"), http, app[RECONCILER_KEY],
+                        app, mail.mailbox_dir)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def suite(make_auth_service: Callable[..., Any], settings_for: Callable[..., Settings],
+                tmp_path: Path) -> AsyncIterator[Suite]:
+    auth = await make_auth_service()
+    mail = MailSettings(mailbox_dir=tmp_path / "tenant-api-mailbox")
+    async with running_suite(auth, settings_for("tenant-api"), mail) as running:
+        yield running

@@ -91,7 +91,7 @@ async def _sign_up(auth: Auth, email: str, password: str, ctx: Ctx) -> None:
                                          expires)
         await emit(conn, ctx, USER_SIGNED_UP, actor=user(user_id),
                    resource=("user", str(user_id)))
-    await auth.mailer.send(email, *mail.verification(auth.config.public_url, token,
+    await auth.mailer.send(email, *mail.verification(auth.config.mail.public_url, token,
                                                      auth.config.verify_ttl))
 
 
@@ -202,7 +202,7 @@ async def _request_reset(auth: Auth, email: str, ctx: Ctx) -> None:
         )
         await emit(conn, ctx, PASSWORD_RESET_REQUESTED, actor=user(account["id"]),
                    resource=("user", str(account["id"])))
-    await auth.mailer.send(email, *mail.password_reset(auth.config.public_url, token,
+    await auth.mailer.send(email, *mail.password_reset(auth.config.mail.public_url, token,
                                                        auth.config.reset_ttl))
 
 
@@ -251,7 +251,7 @@ async def _request_email_change(auth: Auth, user_id: UUID, new_email: str, ctx: 
         )
         await emit(conn, ctx, EMAIL_CHANGE_REQUESTED, actor=user(user_id),
                    resource=("user", str(user_id)))
-    await auth.mailer.send(new_email, *mail.email_change(auth.config.public_url, token,
+    await auth.mailer.send(new_email, *mail.email_change(auth.config.mail.public_url, token,
                                                          auth.config.verify_ttl))
 
 

@@ -12,7 +12,6 @@ from argus_auth import SERVICE, accounts, api_keys, membership
 from argus_auth.background import Background
 from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
-from argus_auth.mail import MailboxMailer, Mailer, SmtpMailer
 from argus_auth.passwords import BreachCheck, Passwords
 from argus_auth.routes import AUTH_KEY, ROUTES
 from argus_auth.signing import SigningKeys
@@ -20,6 +19,7 @@ from argus_shared import events
 from argus_shared.access import AccessVerifier, Revocations
 from argus_shared.consumer import Consumer
 from argus_shared.event_types import ORG_DELETED
+from argus_shared.mail import mailer_for
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
 from argus_shared.ratelimit import RateLimiter
@@ -28,13 +28,6 @@ from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import ACCESS_KEY, LIMITER_KEY, NATS_KEY, POOL_KEY
 
 ORG_DELETED = events.subject_for("tenant-api", ORG_DELETED)
-
-
-def mailer_for(config: AuthConfig) -> Mailer:
-    if config.smtp_url:
-        return SmtpMailer(config.smtp_url, config.mail_from)
-    assert config.mailbox_dir is not None
-    return MailboxMailer(config.mailbox_dir, config.mail_from)
 
 
 def create_app(settings: Settings, config: AuthConfig | None = None) -> web.Application:
@@ -64,8 +57,8 @@ async def _auth_context(settings: Settings, config: AuthConfig,
                             config.background_jitter, app[METRICS_KEY].registry)
     async with aiohttp.ClientSession() as http:
         auth = Auth(
-            pool=pool, config=config, passwords=passwords,
-            breach=BreachCheck(config.hibp_url, config.hibp_timeout), mailer=mailer_for(config),
+            pool=pool, config=config, passwords=passwords, mailer=mailer_for(config.mail),
+            breach=BreachCheck(config.hibp_url, config.hibp_timeout),
             signing=signing, verifier=verifier, master=settings.master_keys,
             xut_keys=settings.xut_keys, js=nc.jetstream(), nc=nc, http=http,
             background=background,

@@ -6,9 +6,9 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from argus_shared.settings import ConfigError, Env
+from argus_shared.mail import MailSettings
+from argus_shared.settings import Env
 
 MAX_DEFAULT_WORKERS = 4
 
@@ -24,7 +24,6 @@ def usable_cores() -> int:
 class AuthConfig:
     issuer: str = "argus-auth"
     audience: str = "argus"
-    public_url: str = "http://127.0.0.1:8080"
     access_ttl: int = 900
     refresh_ttl: int = 30 * 24 * 3600
     refresh_grace: int = 10
@@ -51,34 +50,26 @@ class AuthConfig:
     lockout_threshold: int = 5
     lockout_base: float = 10.0
     lockout_cap: float = 300.0
-    mailbox_dir: Path | None = None
-    smtp_url: str | None = field(default=None, repr=False)
-    mail_from: str = "Argus <no-reply@argus.local>"
+    # the mailer and where mail links point (ARGUS_SMTP_URL_FILE / ARGUS_MAILBOX_DIR,
+    # ARGUS_MAIL_FROM, ARGUS_PUBLIC_URL: read as every service that mails reads them)
+    mail: MailSettings = field(default_factory=MailSettings)
     secure_cookies: bool = True
     clock: Callable[[], float] = time.time
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthConfig:
         env = Env(environ)
+        mail = MailSettings.from_env(environ)  # first, as before: no mailer, no start
         hibp = env.str("ARGUS_HIBP_URL", cls.hibp_url)
-        mailbox = env.str("ARGUS_MAILBOX_DIR")
-        smtp = env.secret("ARGUS_SMTP_URL", required=False)
-        if not mailbox and not smtp:
-            raise ConfigError(
-                "ARGUS_SMTP_URL_FILE (or ARGUS_MAILBOX_DIR for development) is not set"
-            )
         return cls(
             issuer=env.str("ARGUS_AUTH_ISSUER", cls.issuer) or cls.issuer,
             audience=env.str("ARGUS_AUTH_AUDIENCE", cls.audience) or cls.audience,
-            public_url=(env.str("ARGUS_PUBLIC_URL", cls.public_url) or cls.public_url).rstrip("/"),
             argon2_memory_kib=env.int("ARGUS_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, 8, 2**22),
             argon2_time_cost=env.int("ARGUS_ARGON2_TIME_COST", cls.argon2_time_cost, 1, 100),
             argon2_parallelism=env.int("ARGUS_ARGON2_PARALLELISM", cls.argon2_parallelism, 1, 64),
             argon2_workers=env.int("ARGUS_ARGON2_WORKERS", usable_cores(), 1, 64),
             hibp_url=None if hibp in ("off", "none") else hibp,
-            mailbox_dir=Path(mailbox) if mailbox else None,
-            smtp_url=smtp,
-            mail_from=env.str("ARGUS_MAIL_FROM", cls.mail_from) or cls.mail_from,
+            mail=mail,
             secure_cookies=env.bool("ARGUS_SECURE_COOKIES", True),
             ip_limit_per_minute=env.int("ARGUS_AUTH_IP_LIMIT_PER_MINUTE", 30, 1),
             account_limit_per_minute=env.int("ARGUS_AUTH_ACCOUNT_LIMIT_PER_MINUTE", 20, 1),

@@ -12,10 +12,10 @@ from nats.js import JetStreamContext
 
 from argus_auth.background import Background
 from argus_auth.config import AuthConfig
-from argus_auth.mail import Mailer
 from argus_auth.passwords import BreachCheck, Passwords
 from argus_auth.signing import SigningKeys
 from argus_shared.access import AccessVerifier
+from argus_shared.mail import Mailer
 from argus_shared.settings import KeyRing
 
 

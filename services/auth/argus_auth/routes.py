@@ -8,16 +8,7 @@ from aiohttp import web
 
 from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions
 from argus_auth.core import Auth
-from argus_auth.pages import (
-    CONFIRM_PAGE,
-    RESET_PAGE,
-    SCRIPTS,
-    VERIFY_PAGE,
-    handler_for,
-    page_asset,
-    path_of,
-    script_asset,
-)
+from argus_auth.pages import page_routes
 from argus_shared import scoping
 from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
 from argus_shared.errors import Problem
@@ -332,32 +323,6 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     await api_keys.revoke(auth_of(request), org_id, project_id, uuid_param(request, "key_id"),
                           actor, ctx_of(request))
     return web.Response(status=204)
-
-
-# pages mail links open ------------------------------------------------------------------------
-# Plain HTML and one same-origin script each (argus_auth.pages), public, counted in the service's
-# per-IP limit like any public GET (they are static; the credential routes they POST to keep
-# their own limits). The console will replace them.
-
-PAGE_SUMMARIES = {
-    VERIFY_PAGE: "Page (HTML) the verification mail links to: verifies its token",
-    RESET_PAGE: "Page (HTML) the reset mail links to: a new-password form",
-    CONFIRM_PAGE: "Page (HTML) the email-change mail links to: confirms its token",
-}
-
-
-def page_routes() -> list[Route]:
-    routes = []
-    for page, summary in PAGE_SUMMARIES.items():
-        html = page_asset(page)
-        routes.append(Route("GET", html.path, handler_for(html), summary, auth="public",
-                            media_type=html.media_type, tags=("pages",)))
-    for script in sorted(set(SCRIPTS.values())):
-        asset = script_asset(script)
-        users = ", ".join(path_of(p) for p, s in SCRIPTS.items() if s == script)
-        routes.append(Route("GET", asset.path, handler_for(asset), f"Script of {users}",
-                            auth="public", media_type=asset.media_type, tags=("pages",)))
-    return routes
 
 
 PUBLIC = {"auth": "public", "tags": ("accounts",)}

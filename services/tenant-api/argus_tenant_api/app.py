@@ -11,6 +11,7 @@ from functools import partial
 from aiohttp import web
 
 from argus_shared.consumer import Consumer
+from argus_shared.mail import mailer_for
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
 from argus_shared.runner import REVOCATIONS_KEY, service_app, user_authentication
@@ -21,7 +22,7 @@ from argus_tenant_api.config import CONFIG_KEY, TenantConfig
 from argus_tenant_api.dsr import DataSubjects
 from argus_tenant_api.org_purge import purge_deleted_orgs
 from argus_tenant_api.roles import RoleCache
-from argus_tenant_api.routes import DSR_KEY, ROUTES
+from argus_tenant_api.routes import DSR_KEY, MAILER_KEY, ROUTES
 from argus_tenant_api.scope import ROLES_KEY
 from argus_tenant_api.wallet import Reconciler
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings, config: TenantConfig | None = None) -> web.Ap
         partial(_data_subjects, settings),
     ])
     app[CONFIG_KEY] = config
+    app[MAILER_KEY] = mailer_for(config.mail)
     return app
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from argus_shared.mail import MailSettings
 from argus_shared.settings import Env
 
 
@@ -17,16 +18,21 @@ class TenantConfig:
     auth_audience: str = "argus"
     step_up_threshold_cents: int = 500_00
     reconcile_seconds: int = 300
+    # invitation mail: ARGUS_SMTP_URL_FILE / ARGUS_MAILBOX_DIR, ARGUS_MAIL_FROM and
+    # ARGUS_PUBLIC_URL, read as auth reads them (argus_shared.mail)
+    mail: MailSettings = field(default_factory=MailSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantConfig:
         env = Env(environ)
+        mail = MailSettings.from_env(environ)
         return cls(
             auth_url=(env.str("ARGUS_AUTH_URL", cls.auth_url) or cls.auth_url).rstrip("/"),
             auth_issuer=env.str("ARGUS_AUTH_ISSUER", cls.auth_issuer) or cls.auth_issuer,
             auth_audience=env.str("ARGUS_AUTH_AUDIENCE", cls.auth_audience) or cls.auth_audience,
             step_up_threshold_cents=env.int("ARGUS_STEP_UP_THRESHOLD_CENTS", 500_00, 0),
             reconcile_seconds=env.int("ARGUS_RECONCILE_SECONDS", 300, 1),
+            mail=mail,
         )
 
 

@@ -129,6 +129,31 @@ async def insert_invitation(conn: Conn, values: dict[str, Any]) -> Row:
     )
 
 
+INVITATION_COLUMNS = "org_id, id, email, role, expires_at, accepted_at, revoked_at, created_at"
+
+
+async def invitation_for_update(conn: Conn, org_id: UUID, invitation_id: UUID) -> Row | None:
+    return await conn.fetchrow(
+        f"select {INVITATION_COLUMNS} from invitations where org_id = $1 and id = $2"
+        " for update", org_id, invitation_id,
+    )
+
+
+async def renew_invitation(conn: Conn, org_id: UUID, invitation_id: UUID, token_hash: bytes,
+                           expires_at: datetime) -> Row:
+    """A new token (the old one's hash is gone: it stops working) and a new expiry."""
+    return await conn.fetchrow(
+        "update invitations set token_hash = $3, expires_at = $4 where org_id = $1 and id = $2"
+        f" returning {INVITATION_COLUMNS}", org_id, invitation_id, token_hash, expires_at,
+    )
+
+
+async def member_email(conn: Conn, org_id: UUID, user_id: UUID) -> str | None:
+    return await conn.fetchval(
+        "select email from memberships where org_id = $1 and user_id = $2", org_id, user_id,
+    )
+
+
 async def invitations(conn: Conn, org_id: UUID, user_id: UUID | str | None) -> list[Row]:
     """Scopes its own transaction (one round trip; see 0004_scoped_reads.sql)."""
     return await conn.fetch("select * from scoped_invitations($1, $2)", org_id, user_id)

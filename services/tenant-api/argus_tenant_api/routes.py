@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 from aiohttp import web
 
-from argus_shared import db, emails
+from argus_shared import db, emails, pages
 from argus_shared.access import PRINCIPAL, revoke_membership, revoke_org
 from argus_shared.errors import Problem
 from argus_shared.event_types import (
-    INVITATION_CREATED,
     INVITATION_REVOKED,
     MEMBER_ADDED,
     MEMBER_REMOVED,
@@ -29,13 +27,23 @@ from argus_shared.event_types import (
     PROJECT_DELETED,
 )
 from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
+from argus_shared.mail import Mailer
 from argus_shared.nats import RpcError
 from argus_shared.outbox import record
 from argus_shared.request import REQUEST_ID
 from argus_shared.routing import Route
 from argus_shared.validation import decode, parse_json, parse_query, read_body
 from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
-from argus_tenant_api import SERVICE, accounts, exports, members, queries, schemas, wallet
+from argus_tenant_api import (
+    SERVICE,
+    accounts,
+    exports,
+    invitations,
+    members,
+    queries,
+    schemas,
+    wallet,
+)
 from argus_tenant_api.config import CONFIG_KEY
 from argus_tenant_api.dsr import DataSubjects
 from argus_tenant_api.org_purge import GRACE
@@ -49,9 +57,9 @@ from argus_tenant_api.scope import (
     require_step_up,
 )
 
-INVITATION_DAYS = 7
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DSR_KEY = web.AppKey("data_subjects", DataSubjects)
+MAILER_KEY = web.AppKey("mailer", Mailer)
 
 
 def org_view(row: queries.Row) -> dict[str, Any]:
@@ -184,18 +192,26 @@ def invitation_view(row: queries.Row) -> dict[str, Any]:
 
 async def invite(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.NewInvitation)
-    token = secrets.token_urlsafe(32)
     async with tx(request) as conn:
         scope = await authorise(request, conn)
-        row = await queries.insert_invitation(conn, {
-            "org_id": scope.org_id, "id": uuid.uuid4(), "email": emails.required(body.email),
-            "role": body.role, "token_hash": hashlib.sha256(token.encode()).digest(),
-            "invited_by": scope.user_id,
-            "expires_at": datetime.now(UTC) + timedelta(days=INVITATION_DAYS)})
-        await record(conn, SERVICE, ctx_of(request), INVITATION_CREATED, actor=scope.actor,
-                     resource=("invitation", str(row["id"])), org_id=scope.org_id,
-                     data={"role": body.role})
-    return json({"token": token, "invitation": invitation_view(row)}, 201)
+        issued = await invitations.create(conn, scope, body.email, body.role, ctx_of(request))
+    return json(await mailed(request, issued), 201)
+
+
+async def resend_invitation(request: web.Request) -> web.Response:
+    async with tx(request) as conn:
+        scope = await authorise(request, conn)
+        issued = await invitations.renew(conn, scope, uuid_param(request, "invitation_id"),
+                                         ctx_of(request))
+    return json(await mailed(request, issued))
+
+
+async def mailed(request: web.Request, issued: invitations.Issued) -> dict[str, Any]:
+    """Once the invitation has committed: mail it, and say whether that worked (the token is
+    shown here once too, for an admin who hands it over another way)."""
+    sent = await invitations.send(request.app[MAILER_KEY], request.app[CONFIG_KEY].mail.public_url,
+                                  issued)
+    return {"token": issued.token, "invitation": invitation_view(issued.row), "mailed": sent}
 
 
 async def list_invitations(request: web.Request) -> web.Response:
@@ -422,12 +438,17 @@ ROUTES: list[Route] = [
     Route("DELETE", ORG + "/members/{user_id}", remove_member,
           "Remove a member (owners/admins), or leave (anyone)", status=204, roles=READ,
           tags=("members",)),
-    Route("POST", ORG + "/invitations", invite, "Invite by email (token shown once)",
-          body=schemas.NewInvitation, status=201, roles=ADMIN, tags=("invitations",)),
+    Route("POST", ORG + "/invitations", invite,
+          "Invite by email: mailed with a link to accept (token shown once)",
+          body=schemas.NewInvitation, response=schemas.IssuedInvitation, status=201,
+          roles=ADMIN, tags=("invitations",)),
     Route("GET", ORG + "/invitations", list_invitations, "Pending and past invitations",
           roles=ADMIN, tags=("invitations",)),
     Route("DELETE", ORG + "/invitations/{invitation_id}", revoke_invitation,
           "Revoke an invitation", status=204, roles=ADMIN, tags=("invitations",)),
+    Route("POST", ORG + "/invitations/{invitation_id}/resend", resend_invitation,
+          "Mail an open invitation again with a new token (the old one stops working)",
+          response=schemas.IssuedInvitation, roles=ADMIN, tags=("invitations",)),
     Route("POST", "/invitations/accept", accept_invitation,
           "Accept an invitation (verified account with the invited email)",
           body=schemas.AcceptInvitation, tags=("invitations",)),
@@ -458,4 +479,5 @@ ROUTES: list[Route] = [
           "Delete my account (step-up; purged from every service within 7 days)", status=202,
           **ME),
     Route("GET", "/me/deletion", my_deletion, "Where my account deletion stands", **ME),
+    *pages.page_routes("argus_tenant_api", invitations.PAGE_SUMMARIES, invitations.PAGE_SCRIPTS),
 ]

@@ -42,6 +42,24 @@ class AcceptInvitation(Strict):
     token: Annotated[TokenText, msgspec.Meta(min_length=20, max_length=100)]
 
 
+class Invitation(msgspec.Struct):
+    id: str
+    email: str
+    role: str
+    expires_at: str
+    accepted_at: str | None
+    revoked_at: str | None
+
+
+class IssuedInvitation(msgspec.Struct):
+    """An invitation with its new token (shown once) and whether it was mailed (false: the
+    invitation stands all the same; resend it)."""
+
+    token: str
+    invitation: Invitation
+    mailed: bool
+
+
 class NewProject(Strict):
     name: Name
 

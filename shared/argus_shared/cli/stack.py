@@ -28,7 +28,7 @@ class Stack:
     # where auth's breached-password check goes: unset leaves auth's default (the public range
     # API), except under ARGUS_ENV=test where it is off unless given
     hibp_url: str | None = None
-    # where the suite is reached (the gateway): auth's mail links point there
+    # where the suite is reached (the gateway): auth's and tenant-api's mail links point there
     public_url: str | None = None
 
     def service_url(self, service: str) -> str:
