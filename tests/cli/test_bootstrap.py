@@ -158,6 +158,20 @@ def test_a_healthy_venv_is_kept_and_starts_at_once(checkout: Path, tmp_path: Pat
     assert elapsed < 10, f"a healthy start took {elapsed:.1f} s"
 
 
+@pytest.mark.parametrize("args", [(), ("help",), ("--help",)])
+def test_the_wrapper_lists_every_command_test_and_lint_included(
+    checkout: Path, args: tuple[str, ...]
+) -> None:
+    done = subprocess.run([str(checkout / "argus"), *args], env=environment(COLUMNS="100"),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    listed = [line.split()[0] for line in done.stdout.split("commands:\n", 1)[1].splitlines()
+              if line.startswith("    ")]
+    for command in ("up", "migrate", "keys", "audit", "gateway", "events", "status", "test",
+                    "lint", "help"):
+        assert command in listed, done.stdout
+
+
 def remove_python(venv: Path, tmp: Path) -> None:
     (venv / "bin" / "python").unlink()
 

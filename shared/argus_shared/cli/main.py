@@ -1,20 +1,22 @@
-"""The `argus` command: `up`, `migrate`, `keys`, `audit verify` and `gateway render`.
+"""The `argus` command: run the suite on this machine and look after it.
 
 Every failure is one line on stderr and a non-zero exit (2: bad configuration or usage,
-1: something it depends on is unavailable), never a traceback.
+1: something it depends on is unavailable), never a traceback. `test` and `lint` hand their
+arguments to pytest and ruff as they are (`./argus test` and `./argus lint` do the same).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 
-from argus_shared.cli import audit, events, gateway, up
+from argus_shared.cli import audit, events, gateway, status, up
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
 from argus_shared.embedded import EmbeddedError
@@ -22,15 +24,31 @@ from argus_shared.migrate import MigrationError
 from argus_shared.runner import StartupError
 from argus_shared.settings import ConfigError, Env
 
+PASSED_ON = ("test", "lint")  # their arguments go to pytest and ruff untouched
+
+
+class _Formatter(argparse.HelpFormatter):
+    """The commands as a list, without argparse's line of their metavar above it."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = super()._format_action(action)
+        if isinstance(action, argparse._SubParsersAction):
+            return text.split("\n", 1)[1]
+        return text
+
 
 def _parser() -> argparse.ArgumentParser:
     env = Env()
-    parser = argparse.ArgumentParser(prog="argus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="argus", description=__doc__.splitlines()[0], formatter_class=_Formatter,
+        epilog="`argus help <command>` (or `argus <command> --help`) describes one command.",
+    )
     parser.add_argument(
         "--data-dir", type=Path, default=Path(env.str("ARGUS_DATA_DIR", ".argus") or ".argus"),
         help="where embedded servers, dev secrets and logs live (ARGUS_DATA_DIR; .argus)",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>",
+                                     title="commands")
     run = commands.add_parser("up", help="run the whole suite on this machine")
     run.add_argument("--port", type=int, default=env.int("ARGUS_GATEWAY_PORT", 8080, 1, 65535),
                      help="gateway port (ARGUS_GATEWAY_PORT; 8080)")
@@ -49,7 +67,51 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_parser(commands)
     gateway.add_parser(commands)
     events.add_parser(commands)
+    status.add_parser(commands)
+    commands.add_parser("test", help="run the tests (pytest, given its arguments)")
+    commands.add_parser("lint", help="check the code (ruff check, given its arguments)")
+    helping = commands.add_parser("help", help="describe every command, or one")
+    helping.add_argument("topic", nargs="?", metavar="command")
     return parser
+
+
+def _help(parser: argparse.ArgumentParser, topic: str | None) -> None:
+    if topic is None:
+        parser.print_help()
+        return
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    chosen = commands.choices.get(topic)
+    if chosen is None:
+        parser.error(f"no command {topic!r} (choose from {', '.join(commands.choices)})")
+    chosen.print_help()
+
+
+def _passed_on(argv: Sequence[str]) -> tuple[str, list[str]] | None:
+    """`test` or `lint` and what follows it, untouched, after any global --data-dir."""
+    index = 0
+    while index < len(argv):
+        if argv[index] == "--data-dir":
+            index += 2
+        elif argv[index].startswith("--data-dir="):
+            index += 1
+        else:
+            break
+    if index < len(argv) and argv[index] in PASSED_ON:
+        return argv[index], list(argv[index + 1:])
+    return None
+
+
+def _run_tool(command: str, args: list[str]) -> None:
+    """Replace this process with pytest or ruff from this environment."""
+    if command == "test":
+        argv = [sys.executable, "-m", "pytest", *args]
+    else:
+        ruff = Path(sys.executable).parent / "ruff"
+        if not ruff.exists():
+            _fail(f"ruff is not installed beside {sys.executable}; run ./argus lint", 1)
+        argv = [str(ruff), "check", *args]
+    sys.stdout.flush()
+    os.execv(argv[0], argv)  # noqa: S606 - a fixed program of this environment, no shell
 
 
 def _infra_ports(parser: argparse.ArgumentParser, env: Env) -> None:
@@ -85,9 +147,18 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    passed_on = _passed_on(given)
+    if passed_on is not None:
+        _run_tool(*passed_on)
+    parser = _parser()
+    args = parser.parse_args(given)
     try:
-        if args.command == "keys":
+        if args.command == "help":
+            _help(parser, args.topic)
+        elif args.command == "status":
+            status.run(args)
+        elif args.command == "keys":
             _keys(args)
         elif args.command == "migrate":
             _migrate(args)
@@ -101,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             up.run(args)
     except audit.Failed as exc:
         _fail(str(exc), exc.code)
+    except status.Unavailable as exc:
+        _fail(str(exc), 1)
     except (ConfigError, EmbeddedError) as exc:
         _fail(str(exc), 2)
     except (StartupError, MigrationError) as exc:

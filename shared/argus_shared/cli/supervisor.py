@@ -5,7 +5,9 @@ restart in a row (`RestartPolicy`), and the restart is announced on stdout. One 
 exiting before it becomes ready (`max_startup_failures` in a row) is given up on: the supervisor
 raises `StartupError`, and `argus up` stops the whole suite with that one line.
 
-Each running process's pid is in `<run dir>/<service>.pid`.
+Each running process's pid is in `<run dir>/<service>.pid`; `changed` is called whenever the
+service starts, becomes ready or exits (`state`: starting, up, restarting), so `argus up` can
+tell `argus status`.
 """
 
 from __future__ import annotations
@@ -123,6 +125,13 @@ class ServiceSupervisor:
     child: Child | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once first ready
     restarts: int = 0
+    state: str = "starting"  # starting, up, restarting
+    changed: Callable[[ServiceSupervisor], None] | None = None
+
+    def _become(self, state: str) -> None:
+        self.state = state
+        if self.changed is not None:
+            self.changed(self)
 
     async def run(self) -> None:
         """Keep the service running; StartupError when it keeps failing at start-up."""
@@ -148,6 +157,7 @@ class ServiceSupervisor:
     async def _start(self) -> Child:
         self.child = await spawn(self.service, self.env, self.log_path)
         self.pid_file.write_text(f"{self.child.proc.pid}\n")
+        self._become("starting")
         return self.child
 
     async def _until_ready(self, child: Child) -> float | None:
@@ -172,9 +182,11 @@ class ServiceSupervisor:
         if self.ready.is_set():
             self.say(f"argus: {self.service} is back (pid {child.proc.pid})")
         self.ready.set()
+        self._become("up")
 
     async def _back_off(self, child: Child, delay: float) -> None:
         self.restarts += 1
+        self._become("restarting")
         code = describe_exit(child.proc.returncode or 0)
         self.say(f"argus: {self.service} exited ({code}); restarting in {delay:g} s "
                  f"(restart {self.restarts})")

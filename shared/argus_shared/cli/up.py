@@ -4,7 +4,11 @@ Children run in their own sessions (so a terminal's Ctrl-C reaches only this sup
 stops them in order) and die with it if it is killed. A service that exits is restarted with
 back-off (`supervisor`); one that keeps failing at start-up stops the suite. Shutdown takes well
 under 10 seconds: gateway, then services (SIGTERM, drained, killed after a deadline), then NATS
-and PostgreSQL.
+and PostgreSQL. While it runs, `<data-dir>/run/suite.json` says what runs where (`argus status`).
+
+Development defaults (this suite only, never a service started on its own nor ARGUS_ENV=prod):
+webhooks may deliver to loopback receivers (`ARGUS_WEBHOOKS_ALLOW_NETS`, unless it is set), and
+the banner says so.
 """
 
 from __future__ import annotations
@@ -14,18 +18,23 @@ import asyncio
 import os
 import signal
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 
-from argus_shared.cli.infra import Infrastructure, migrate_all
+from argus_shared.cli.infra import Infrastructure, migrate_all, without_credentials
 from argus_shared.cli.stack import GATEWAY_PREFIXES, Stack
+from argus_shared.cli.state import ServiceState, SuiteState, remove_state
 from argus_shared.cli.supervisor import ServiceSupervisor
 from argus_shared.embedded import require_port
 from argus_shared.gateway import create_gateway
 from argus_shared.settings import SERVICES
 
 SERVICE_STOP_TIMEOUT = 5.0
+ALLOW_NETS = "ARGUS_WEBHOOKS_ALLOW_NETS"
+# where webhooks may deliver in a development suite, past the SSRF rules: this machine only
+DEV_WEBHOOK_NETS = "127.0.0.0/8,::1/128"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -50,14 +59,41 @@ def public_url(gateway_port: int, environ: Mapping[str, str] = os.environ) -> st
     return environ.get("ARGUS_PUBLIC_URL") or f"http://127.0.0.1:{gateway_port}"
 
 
-def _base_environ() -> dict[str, str]:
+def _base_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """What children inherit: basics and the operator's ARGUS_* tuning, never the admin URL."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
     return {
         k: v
-        for k, v in os.environ.items()
+        for k, v in environ.items()
         if k in keep or (k.startswith("ARGUS_") and k != "ARGUS_DATABASE_ADMIN_URL")
     }
+
+
+def dev_defaults(stack: Stack, service: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """What a development suite gives `service` unless the operator set it: webhooks may deliver
+    to loopback receivers (an empty ARGUS_WEBHOOKS_ALLOW_NETS keeps refusing them)."""
+    if stack.env != "dev" or service != "webhooks" or ALLOW_NETS in environ:
+        return {}
+    return {ALLOW_NETS: DEV_WEBHOOK_NETS}
+
+
+def service_environ(stack: Stack, service: str,
+                    environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The whole environment `argus up` starts `service` with."""
+    return {**dev_defaults(stack, service, environ), **_base_environ(environ),
+            **stack.service_environment(service)}
+
+
+def _webhook_note(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The banner's line on where webhooks may deliver beyond the SSRF rules."""
+    given = environ.get(ALLOW_NETS)
+    if given is None:
+        nets = DEV_WEBHOOK_NETS.replace(",", ", ")
+        return (f"webhooks    loopback targets allowed in this dev suite ({nets}); "
+                f"{ALLOW_NETS}= refuses them")
+    if given.strip():
+        return f"webhooks    targets in {given} are allowed ({ALLOW_NETS})"
+    return None
 
 
 def _supervisors(stack: Stack, data_dir: Path, stop: asyncio.Event) -> list[ServiceSupervisor]:
@@ -65,12 +101,55 @@ def _supervisors(stack: Stack, data_dir: Path, stop: asyncio.Event) -> list[Serv
         (data_dir / directory).mkdir(parents=True, exist_ok=True)
     return [
         ServiceSupervisor(
-            service, {**_base_environ(), **stack.service_environment(service)},
+            service, service_environ(stack, service),
             f"{stack.service_url(service)}/readyz", data_dir / "logs" / f"{service}.log",
             data_dir / "run" / f"{service}.pid", stop,
         )
         for service in SERVICES
     ]
+
+
+class StateFile:
+    """Keeps `<data-dir>/run/suite.json` current (argus_shared.cli.state) while the suite runs."""
+
+    def __init__(self, stack: Stack, gateway_port: int, data_dir: Path,
+                 supervisors: list[ServiceSupervisor]) -> None:
+        self.data_dir = data_dir
+        self.state = SuiteState(
+            pid=os.getpid(), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            gateway=f"http://127.0.0.1:{gateway_port}", gateway_port=gateway_port,
+            services={s.service: ServiceState(port=stack.service_ports[s.service])
+                      for s in supervisors},
+            postgresql=without_credentials(stack.database_url),
+            nats=without_credentials(stack.nats_url), mailbox=str(stack.mailbox),
+            logs=str(data_dir / "logs"),
+        )
+        self.removed = False
+        for supervisor in supervisors:
+            supervisor.changed = self.changed
+
+    def changed(self, supervisor: ServiceSupervisor) -> None:
+        if self.removed:
+            return
+        child = supervisor.child
+        self.state.services[supervisor.service] = ServiceState(
+            port=self.state.services[supervisor.service].port,
+            pid=child.proc.pid if child is not None and supervisor.state != "restarting"
+            else None,
+            state=supervisor.state, restarts=supervisor.restarts,
+        )
+        self.write()
+
+    def all_up(self) -> None:
+        self.state.up = True
+        self.write()
+
+    def write(self) -> None:
+        self.state.write(self.data_dir / "run")
+
+    def remove(self) -> None:
+        self.removed = True
+        remove_state(self.data_dir)
 
 
 async def _all_ready(supervisors: list[ServiceSupervisor], tasks: list[asyncio.Task[None]]) -> None:
@@ -110,9 +189,16 @@ def _banner(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) ->
         f"  mailbox     {stack.mailbox}  (development mail, one .eml per message)",
         f"  secrets     {stack.secrets.directory}",
         f"  logs        {log_dir}/<service>.log",
+        f"  status      {_status_command(log_dir.parent)}  (what runs, its health, new mail)",
+        *(f"  {note}" for note in [_webhook_note()] if note),
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def _status_command(data_dir: Path, environ: Mapping[str, str] = os.environ) -> str:
+    default = Path(environ.get("ARGUS_DATA_DIR") or ".argus").resolve()
+    return "argus status" if data_dir == default else f"argus --data-dir {data_dir} status"
 
 
 async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: list[str]) -> None:
@@ -123,6 +209,8 @@ async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: lis
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     supervisors = _supervisors(stack, data_dir, stop)
+    state = StateFile(stack, gateway_port, data_dir, supervisors)
+    state.write()
     tasks = [asyncio.create_task(s.run(), name=f"supervise {s.service}") for s in supervisors]
     runner: web.AppRunner | None = None
     try:
@@ -130,9 +218,11 @@ async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: lis
         if stop.is_set():
             return
         runner = await _start_gateway(stack, gateway_port)
+        state.all_up()
         print(_banner(stack, gateway_port, data_dir / "logs", notes), flush=True)
         await _race(stop, _first_failure(tasks))
     finally:
+        state.remove()
         print("argus: stopping", flush=True)
         stop.set()
         if runner is not None:
