@@ -5,6 +5,11 @@ outbox) followed by its own `migrations/*.sql`, applied in that order inside the
 All pending files apply in one transaction that first takes a transaction-level advisory lock for
 the schema, so replicas that start together apply each file exactly once. A file that was edited
 after it was applied stops the run: migrations are append-only history.
+
+Every run ends by writing what the schema has applied into the schema's comment
+(`applied_migrations`), which any role that may use the schema can read: a service deployed
+without migrations at start (its role cannot read `schema_migrations`) waits on it until the
+migrate step has applied every migration of its version.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 import asyncpg
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+APPLIED_MARK = "argus migrations applied:"
 
 
 class MigrationError(Exception):
@@ -94,4 +100,18 @@ async def migrate(conn: asyncpg.Connection, schema: str, migrations: list[Migrat
                 migration.checksum,
             )
             done.append(migration.name)
+        names = [row["name"] for row in
+                 await conn.fetch("select name from schema_migrations order by name")]
+        await conn.execute(await conn.fetchval(
+            "select format('COMMENT ON SCHEMA %I IS %L', $1::text, $2::text)",
+            schema, "\n".join([APPLIED_MARK, *names])))
         return done
+
+
+async def applied_migrations(conn: asyncpg.Connection, schema: str) -> set[str]:
+    """The migrations `schema` has applied, as its last migration run recorded them (empty:
+    never migrated, or by a version before the record)."""
+    text = await conn.fetchval(
+        "select obj_description(to_regnamespace($1), 'pg_namespace')", schema)
+    lines = (text or "").splitlines()
+    return set(lines[1:]) if lines[:1] == [APPLIED_MARK] else set()

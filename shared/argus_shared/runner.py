@@ -28,7 +28,7 @@ from argus_shared.access import AccessVerifier, ApiKeys, JwksCache, Revocations
 from argus_shared.embedded import port_free
 from argus_shared.logs import scrub, setup_logging
 from argus_shared.metrics import METRICS_KEY
-from argus_shared.migrate import MigrationError, migrate, migrations_for
+from argus_shared.migrate import MigrationError, applied_migrations, migrate, migrations_for
 from argus_shared.nats import NatsUnavailable, connect, ensure_stream
 from argus_shared.nats import request as nats_request
 from argus_shared.outbox import Pruner, Relay
@@ -93,9 +93,41 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             f"cannot reach PostgreSQL at {_where(settings.database_url)} as {settings.db_role}: "
             f"{_reason(exc)}"
         ) from None
+    try:
+        if not settings.migrate_on_start:
+            await _await_migrations(pool, settings)
+    except BaseException:
+        await pool.close()
+        raise
     app[POOL_KEY] = pool
     yield
     await pool.close()
+
+
+async def _await_migrations(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Deployed without migrations at start (a migrate step runs them: compose's `migrate`,
+    the Kubernetes Job), wait until that step has applied every migration this version has,
+    so that no service serves on an older schema; past ARGUS_MIGRATIONS_WAIT_SECONDS, stop."""
+    wanted = {m.name for m in migrations_for(package_of(settings.service))}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.migrations_wait_seconds
+    waiting = False
+    while True:
+        async with pool.acquire() as conn:
+            missing = sorted(wanted - await applied_migrations(conn, settings.schema))
+        if not missing:
+            if waiting:
+                log.info("migrations applied; starting")
+            return
+        if loop.time() >= deadline:
+            raise StartupError(
+                f"schema {settings.schema} lacks {len(missing)} of this version's migrations "
+                f"({missing[0]} ...) after {settings.migrations_wait_seconds} s: run "
+                f"`argus migrate` (the migrate image) first")
+        if not waiting:
+            log.info("waiting for the migrate step", extra={"missing": missing})
+            waiting = True
+        await asyncio.sleep(1.0)
 
 
 async def _nats(app: web.Application) -> AsyncIterator[None]:

@@ -179,6 +179,7 @@ class Settings:
     xut_keys: KeyRing = field(repr=False)
     master_keys: KeyRing | None = field(default=None, repr=False)
     migrate_on_start: bool = True
+    migrations_wait_seconds: int = 300  # without migrate_on_start: wait for the migrate step
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
     cors_origin: str | None = None
@@ -228,6 +229,7 @@ class Settings:
             xut_keys=xut_keys,
             master_keys=env.keyring("ARGUS_MASTER_KEYS", required=False),
             migrate_on_start=migrate,
+            migrations_wait_seconds=env.int("ARGUS_MIGRATIONS_WAIT_SECONDS", 300, 0, 86400),
             log_level=(env.str("ARGUS_LOG_LEVEL", "INFO") or "INFO").upper(),
             max_body_bytes=env.int("ARGUS_MAX_BODY_BYTES", 1_048_576, 1024, 2**40),
             cors_origin=env.str("ARGUS_CORS_ORIGIN"),
