@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # a plugin below: imported by pytest, so that it is assertion
 pytest_plugins = [
     "support.offline", "support.hibp_server", "support.auth_service", "support.suite",
     "support.audit_service", "support.webhooks_service", "support.files_service", "support.nginx",
-    "pytester",
+    "support.statuses", "pytester",
 ]
 
 

@@ -5,6 +5,9 @@ same table (`argus_shared.gateway_rules`, read here at runtime, rendered into th
 - routes `/<prefix>/...` to a service, stripping the prefix, and `/.well-known/jwks.json` to
   auth; the service gets the rest of the target exactly as the client sent it (never a decoded
   or normalised copy);
+- answers `/openapi.json` itself: the services' own documents merged into one
+  (`argus_shared.openapi.combine`), fetched from them at each request (nginx serves the same
+  merge, rendered from the route tables into `deploy/openapi.json`);
 - refuses malformed targets, encoded separators and dots (`%2F`, `%5C`, `%2E`: 400) and empty
   or dot segments (400), and never routes `/internal/*` or `/metrics` of any service however
   the segment is spelled (404);
@@ -19,11 +22,13 @@ same table (`argus_shared.gateway_rules`, read here at runtime, rendered into th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -34,12 +39,15 @@ from argus_shared.gateway_rules import (
     GATEWAY,
     HEALTH_BODY,
     IDLE_TIMEOUT_SECONDS,
+    NOT_ALLOWED,
+    OPENAPI_PATH,
     TOO_LARGE,
     UNAVAILABLE,
     GatewayRules,
     problem_body,
 )
 from argus_shared.logs import ensure_logging
+from argus_shared.openapi import combine, dumps
 
 log = logging.getLogger("argus.gateway")
 
@@ -53,15 +61,17 @@ HOP_BY_HOP = frozenset(
 UPSTREAMS_KEY = web.AppKey("upstreams", dict)
 RULES_KEY = web.AppKey("rules", GatewayRules)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
+DOCUMENT_KEY = web.AppKey("openapi_document", dict)
 CHUNK = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def problem(status: int, title: str, detail: str = "") -> web.Response:
+def problem(status: int, title: str, detail: str = "",
+            headers: Mapping[str, str] | None = None) -> web.Response:
     # bytes, so no charset parameter is added: the same header nginx sends
     return web.Response(
         status=status, body=problem_body(status, title, detail).encode(),
-        content_type="application/problem+json",
+        content_type="application/problem+json", headers=headers,
     )
 
 
@@ -109,6 +119,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     rule = decision.rule
     if rule.action == "refuse":
         return problem(rule.status, rule.title)
+    if rule.action == "local" and rule.name == "openapi":
+        return await openapi_document(request)
     if rule.action == "local":
         return web.Response(body=HEALTH_BODY.encode(), content_type="application/json")
     if request.content_length is not None and request.content_length > rules.max_body_bytes:
@@ -132,6 +144,36 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             return problem(*TOO_LARGE)
         log.warning("upstream unavailable", extra={"service": rule.service})
         return problem(*UNAVAILABLE, f"{rule.service} is not answering")
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """`/openapi.json`: the services' documents merged (or the fixed one the app was given); a
+    service that does not answer with its document is a 502 naming it."""
+    if request.method not in ("GET", "HEAD"):
+        return problem(*NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
+    document = request.app.get(DOCUMENT_KEY)
+    if document is None:
+        rules = request.app[RULES_KEY]
+        upstreams = request.app[UPSTREAMS_KEY]
+        names = [s.name for s in rules.services if s.name in upstreams]
+        found = await asyncio.gather(*(
+            _document_of(request.app[SESSION_KEY], upstreams[name]) for name in names))
+        missing = [name for name, doc in zip(names, found, strict=True) if doc is None]
+        if missing:
+            return problem(*UNAVAILABLE, f"{missing[0]} is not answering")
+        document = combine(dict(zip(names, found, strict=True)), rules.services)
+    return web.Response(body=dumps(document).encode(), content_type="application/json")
+
+
+async def _document_of(session: aiohttp.ClientSession, upstream: str) -> dict[str, Any] | None:
+    try:
+        async with session.get(upstream + OPENAPI_PATH) as response:
+            if response.status != 200:
+                return None
+            document = await response.json()
+    except (aiohttp.ClientError, ValueError):
+        return None
+    return document if isinstance(document, dict) and "paths" in document else None
 
 
 async def _relay_response(
@@ -161,9 +203,11 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def create_gateway(services: Mapping[str, str], rules: GatewayRules = GATEWAY) -> web.Application:
+def create_gateway(services: Mapping[str, str], rules: GatewayRules = GATEWAY,
+                   document: Mapping[str, Any] | None = None) -> web.Application:
     """`services`: service name -> base URL (`http://127.0.0.1:8101`); what goes where, and what
-    is refused, comes from `rules` (the table nginx is rendered from)."""
+    is refused, comes from `rules` (the table nginx is rendered from). `document`: a fixed
+    `/openapi.json` (what nginx serves) instead of the services' own documents merged."""
     ensure_logging("gateway")
     # Every request reaches `proxy`, the gateway's own /healthz too (a rule of the table): the
     # middleware never calls the router's handler, whose match on the decoded path (a `%0a`, a
@@ -172,6 +216,8 @@ def create_gateway(services: Mapping[str, str], rules: GatewayRules = GATEWAY) -
     app = web.Application(middlewares=[_everything_to_proxy])
     app[UPSTREAMS_KEY] = {name: url.rstrip("/") for name, url in services.items()}
     app[RULES_KEY] = rules
+    if document is not None:
+        app[DOCUMENT_KEY] = dict(document)
     app.cleanup_ctx.append(_client_session)
     return app
 

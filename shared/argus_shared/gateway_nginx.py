@@ -14,6 +14,9 @@ Both route with one `map` over `$request_uri` (the raw target: nginx's decoded `
 consulted), whose lines are the table's rules in order; `proxy_pass` with a variable sends the
 upstream the rest of the raw target unchanged.
 
+`/openapi.json` is the gateway's own: the file `argus openapi` renders (`deploy/openapi.json`,
+every service's document in one), read from `NginxForm.openapi_file` in the container.
+
     argus gateway render compose > deploy/nginx/argus.conf
     argus gateway render k8s > deploy/k8s/base/gateway.nginx.conf
 """
@@ -28,6 +31,7 @@ from argus_shared.gateway_rules import (
     GATEWAY,
     HEALTH_BODY,
     IDLE_TIMEOUT_SECONDS,
+    NOT_ALLOWED,
     NOT_FOUND,
     TOO_LARGE,
     UNAVAILABLE,
@@ -43,14 +47,20 @@ class NginxForm:
     standalone: bool  # a whole nginx.conf, or a file included inside the image's http {}
     listen: str
     trusted_proxies: tuple[str, ...]  # peers whose X-Forwarded-For names the client
+    openapi_file: str  # where the container has deploy/openapi.json (the gateway's document)
 
 
 FORMS: Mapping[str, NginxForm] = {
-    "compose": NginxForm("compose", "deploy/nginx/argus.conf", False, "8080", ()),
+    "compose": NginxForm("compose", "deploy/nginx/argus.conf", False, "8080", (),
+                         "/etc/nginx/argus/openapi.json"),
     # the ingress controller's pods; the services' ARGUS_TRUSTED_PROXIES in the base is the same
-    "k8s": NginxForm("k8s", "deploy/k8s/base/gateway.nginx.conf", True, "8080", ("10.0.0.0/8",)),
+    "k8s": NginxForm("k8s", "deploy/k8s/base/gateway.nginx.conf", True, "8080", ("10.0.0.0/8",),
+                     "/etc/argus-gateway/openapi.json"),
 }
-HEALTH_LOCATION = "/.argus-gateway/healthz"  # internal: reached only through the health rule
+# internal locations, reached only through the table's `local` rules (by rule name)
+HEALTH_LOCATION = "/.argus-gateway/healthz"
+OPENAPI_LOCATION = "/.argus-gateway/openapi.json"
+LOCAL_LOCATIONS = {"health": HEALTH_LOCATION, "openapi": OPENAPI_LOCATION}
 CARRIED = {
     "client-address": "$remote_addr",
     "scheme": "$scheme",
@@ -76,13 +86,16 @@ def render(
     upstreams: Mapping[str, str] | None = None,
     listen: str | None = None,
     trusted_proxies: Sequence[str] | None = None,
+    openapi_file: str | None = None,
 ) -> str:
-    """The configuration of one form. `upstreams` (service -> host:port) and `listen` default to
-    the deployment's; a test points them at loopback."""
+    """The configuration of one form. `upstreams` (service -> host:port), `listen` and
+    `openapi_file` default to the deployment's; a test points them at loopback and a file of
+    its own."""
     spec = FORMS[form]
     addresses = {s.name: f"{s.name}:{s.port}" for s in rules.services} | dict(upstreams or {})
     trusted = tuple(spec.trusted_proxies if trusted_proxies is None else trusted_proxies)
-    http = _http(rules, addresses, listen or spec.listen, trusted, spec.standalone)
+    http = _http(rules, addresses, listen or spec.listen, trusted, spec.standalone,
+                 openapi_file or spec.openapi_file)
     head = [
         f"# Rendered by `argus gateway render {form}` from argus_shared/gateway_rules.py: do not",
         "# edit (tests/test_deploy.py compares this file with a fresh render). The same table",
@@ -110,7 +123,7 @@ def render(
 
 def _http(
     rules: GatewayRules, addresses: Mapping[str, str], listen: str, trusted: tuple[str, ...],
-    standalone: bool,
+    standalone: bool, openapi_file: str,
 ) -> list[str]:
     lines: list[str] = []
     if standalone:
@@ -183,7 +196,7 @@ def _http(
                          f"{{ return {rule.status} {quote(rule.problem())}; }}")
         elif rule.action == "local":
             lines.append(f"    if ($argus_route = {quote(_value(rule.name))}) "
-                         f"{{ rewrite ^ {HEALTH_LOCATION} last; }}")
+                         f"{{ rewrite ^ {LOCAL_LOCATIONS[rule.name]} last; }}")
     lines += [
         f"    if ($argus_route = {quote(_value(NOT_FOUND.name))}) "
         f"{{ return {NOT_FOUND.status} {quote(NOT_FOUND.problem())}; }}",
@@ -194,9 +207,27 @@ def _http(
         "        default_type application/json;",
         f"        return 200 {quote(HEALTH_BODY)};",
         "    }",
+        *_openapi_location(openapi_file),
         f"    location @too_large {{ return {TOO_LARGE[0]} {quote(problem_body(*TOO_LARGE))}; }}",
         f"    location @unavailable {{ return {UNAVAILABLE[0]} "
         f"{quote(problem_body(*UNAVAILABLE, '$argus_service is not answering'))}; }}",
         "}",
     ]
     return lines
+
+
+def _openapi_location(openapi_file: str) -> list[str]:
+    """The gateway's document, a file: GET and HEAD only, as JSON whatever the image's MIME
+    table says."""
+    return [
+        f"    location = {OPENAPI_LOCATION} {{",
+        "        internal;",
+        "        if ($request_method !~ ^(GET|HEAD)$) {",
+        '            add_header Allow "GET, HEAD" always;',
+        f"            return {NOT_ALLOWED[0]} {quote(problem_body(*NOT_ALLOWED))};",
+        "        }",
+        "        types { }",
+        "        default_type application/json;",
+        f"        alias {openapi_file};",
+        "    }",
+    ]

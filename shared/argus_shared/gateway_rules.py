@@ -26,8 +26,8 @@ The contract:
 - `/internal` and `/metrics` of every service are a 404 however the segment is spelled (case,
   percent-encoded letters), also when followed by `/`, `;` (path parameters) or the query;
 - `/<prefix>/rest` goes to the prefix's service as `/rest` (the query kept, an empty one
-  dropped, nothing else touched), `/.well-known/jwks.json` to auth unchanged; `/healthz` is
-  the gateway's own;
+  dropped, nothing else touched), `/.well-known/jwks.json` to auth unchanged; `/healthz` and
+  `/openapi.json` (every service's document in one, `OPENAPI_FILE`) are the gateway's own;
 - every header in `STRIPPED_HEADERS` a client sends is dropped (all copies, any case), and so is
   any header whose name is not letters, digits and `-` (nginx's `ignore_invalid_headers`, so
   `X_User_Token` is not a way round); the gateway then sets `SET_HEADERS` itself;
@@ -91,8 +91,8 @@ class Service:
 @dataclass(frozen=True)
 class Rule:
     """One line of the table. `action` is `refuse` (answer `status` with a problem titled
-    `title`), `local` (the gateway's own health answer) or `route` (to `service`; the pattern's
-    one group is the upstream target, path and query)."""
+    `title`), `local` (the gateway's own answer, named by the rule: `health` or `openapi`) or
+    `route` (to `service`; the pattern's one group is the upstream target, path and query)."""
 
     name: str
     pattern: str
@@ -131,6 +131,11 @@ JWKS_PATH = "/.well-known/jwks.json"
 JWKS_SERVICE = "auth"
 HEALTH_PATH = "/healthz"
 HEALTH_BODY = json.dumps({"status": "ok"})
+# the whole gateway's OpenAPI document: every service's, under its prefix (rendered by
+# `argus openapi` into OPENAPI_FILE, which nginx serves; the dev gateway merges the services'
+# own at each request)
+OPENAPI_PATH = "/openapi.json"
+OPENAPI_FILE = "deploy/openapi.json"
 
 
 def path_rules(services: tuple[Service, ...]) -> tuple[Rule, ...]:
@@ -145,6 +150,7 @@ def path_rules(services: tuple[Service, ...]) -> tuple[Rule, ...]:
         Rule("dot-segment", r"^[^?]*/(?:/|\.\.?" + SEGMENT_END + ")",
              "refuse", 400, "Empty or dot path segments are not accepted"),
         Rule("health", f"^{literal(HEALTH_PATH)}(?:[?]|$)", "local", 200),
+        Rule("openapi", f"^{literal(OPENAPI_PATH)}(?:[?]|$)", "local", 200),
         Rule("jwks", f"^({literal(JWKS_PATH)}{QUERY})[?]?$", "route", service=JWKS_SERVICE),
         Rule("internal", f"^/[^/?]+/(?:{blocked}){SEGMENT_END}", "refuse", 404, "Not Found"),
         *(Rule(f"prefix-{s.prefix}", f"^/{literal(s.prefix)}(/[^?]*{QUERY})[?]?$", "route",
@@ -154,6 +160,7 @@ def path_rules(services: tuple[Service, ...]) -> tuple[Rule, ...]:
 
 NOT_FOUND = Rule("default", "", "refuse", 404, "Not Found")
 TOO_LARGE = (413, "Content Too Large")
+NOT_ALLOWED = (405, "Method Not Allowed")  # anything but GET or HEAD of /openapi.json
 UNAVAILABLE = (502, "Bad Gateway")
 
 # Headers a client may not send to a service: identities only services mint, and every

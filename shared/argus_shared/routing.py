@@ -4,7 +4,7 @@ metrics route labels, authentication and the cross-service isolation suite."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,6 +12,29 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AuthMode = Literal["public", "service", "user"]
+OPERATIONS_TAG = "operations"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One more thing a route can answer, for its OpenAPI document: what it means, the problem
+    types it may carry (`urn:argus:problem:...`, registered in `argus_shared.problem_types`),
+    the response headers it sets (name -> meaning) and, for a success, its body type."""
+
+    description: str
+    problems: Sequence[str] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: type[Any] | None = None
+
+
+@dataclass(frozen=True)
+class Header:
+    """A request header a route reads (`Idempotency-Key`, `Range`, ...), for its document."""
+
+    name: str
+    description: str
+    required: bool = False
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
 
 
 @dataclass(frozen=True)
@@ -19,8 +42,15 @@ class Route:
     """`auth`: `public` (no identity), `service` (a verified X-User-Token is required; its
     claims are in `request[XUT_CLAIMS]`), or `user` (an end-user credential, checked by the
     service's own authenticator). `roles`/`scopes` narrow who may call it; `body`, `query` and
-    `response` are msgspec types for validation and the OpenAPI document; `media_type` is what
-    a success carries when it is not JSON (`text/html` for a page)."""
+    `response` are msgspec types for validation and the OpenAPI document (`response` may be a
+    tuple of types: one of them); `media_type` is what a success carries when it is not JSON
+    (`text/html` for a page).
+
+    What the declaration implies is documented from it (`argus_shared.openapi`: 401 for
+    `auth`, 403 for roles and scopes, 404 for a path parameter, 400/413/415/422 for a body,
+    429 for a rate-limited route ...); `responses` adds what only the handler knows (a 409
+    conflict, a 416, a second success status: status -> description or `Answer`), and
+    `headers` the request headers it reads."""
 
     method: str
     path: str
@@ -30,17 +60,24 @@ class Route:
     tags: Sequence[str] = ()
     body: type[Any] | None = None
     query: type[Any] | None = None
-    response: type[Any] | None = None
+    response: type[Any] | tuple[type[Any], ...] | None = None
     status: int = 200
     roles: Sequence[str] = ()
     scopes: Sequence[str] = ()
     rate_limit_per_minute: int | None = None
     media_type: str = "application/json"
     extra: dict[str, Any] = field(default_factory=dict)
+    responses: Mapping[int, str | Answer] = field(default_factory=dict)
+    headers: Sequence[Header] = ()
 
     @property
     def takes_id(self) -> bool:
         return "{" in self.path
+
+    @property
+    def rate_limited(self) -> bool:
+        """Counted against the per-IP limit (and answers 429 past it): all but operations."""
+        return tuple(self.tags) != (OPERATIONS_TAG,)
 
 
 # our Route for each aiohttp route object (handlers are added as they are, with no wrapper

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from aiohttp import web
 
+from argus_shared import scopes
 from argus_shared.access import PRINCIPAL, Principal
 from argus_shared.errors import Problem
 from argus_shared.handlers import not_found, uuid_param
@@ -50,7 +51,7 @@ def is_org_route(route: Route) -> bool:
 
 def check_declarations(routes: Sequence[Route]) -> None:
     """At start-up: every org route for users names the roles it allows, so the check and
-    the OpenAPI document come from one declaration."""
+    the OpenAPI document come from one declaration; roles and API-key scopes are known ones."""
     missing = [f"{r.method} {r.path}" for r in routes
                if r.auth == "user" and is_org_route(r) and not r.roles]
     if missing:
@@ -58,6 +59,7 @@ def check_declarations(routes: Sequence[Route]) -> None:
     unknown = {role for r in routes for role in r.roles} - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles declared: {', '.join(sorted(unknown))}")
+    scopes.check_declared(routes)
 
 
 def org_not_active(principal: Principal) -> Problem:

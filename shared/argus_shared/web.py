@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
@@ -42,7 +43,7 @@ from argus_shared.metrics import METRICS_KEY, Metrics, metrics_handler
 from argus_shared.openapi import build_openapi
 from argus_shared.ratelimit import RateLimiter
 from argus_shared.request import CLIENT_IP, REQUEST_ID, XUT_CLAIMS
-from argus_shared.routing import Route, add_routes, route_of, template_of
+from argus_shared.routing import Answer, Header, Route, add_routes, route_of, template_of
 from argus_shared.scoping import check_declarations
 from argus_shared.settings import Settings
 from argus_shared.validation import MAX_BODY_KEY, unreadable_request
@@ -77,6 +78,11 @@ CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 
 ReadyCheck = Callable[[], Awaitable[Any]]
+ResponseObserver = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+# Called with every response an application built by `build_app` prepares (aiohttp's
+# on_response_prepare). Empty, so free, in production; the test suite adds one that records
+# the statuses each route answers (tests/support/statuses.py).
+RESPONSE_OBSERVERS: list[ResponseObserver] = []
 
 
 def request_id_of(request: web.Request) -> str:
@@ -188,7 +194,7 @@ def _preflight(request: web.Request, origin: str) -> web.StreamResponse:
 @web.middleware
 async def ratelimit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     route = route_of(request)
-    if route is not None and request.path not in PROBES and route.tags != ("operations",):
+    if route is not None and request.path not in PROBES and route.rate_limited:
         settings = request.app[SETTINGS_KEY]
         limit = route.rate_limit_per_minute or settings.rate_limit_ip_per_minute
         scope = f"{route.method} {route.path}" if route.rate_limit_per_minute else "*"
@@ -296,20 +302,29 @@ async def openapi_handler(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI_KEY])
 
 
+class Readiness(msgspec.Struct):
+    status: str  # ready, or unavailable
+    checks: dict[str, str]  # dependency -> ok, or why not
+
+
 def standard_endpoints() -> list[Route]:
     return [
         Route("GET", "/healthz", healthz, "Liveness: the process serves requests", auth="public",
               tags=("operations",)),
         Route("GET", "/readyz", readyz, "Readiness: database and NATS answer", auth="public",
+              response=Readiness,
+              responses={503: Answer("A dependency does not answer", body=Readiness)},
               tags=("operations",)),
         Route("GET", "/metrics", metrics_handler, "Prometheus metrics", auth="public",
-              tags=("operations",)),
+              media_type="text/plain", tags=("operations",)),
         Route("GET", "/openapi.json", openapi_handler, "This document", auth="public",
               tags=("operations",)),
         Route("GET", "/docs", docs_page, "This document as a page (Swagger UI, no CDN)",
-              auth="public", tags=("operations",)),
+              auth="public", media_type="text/html", tags=("operations",)),
         Route("GET", "/docs/assets/{name}", docs_asset,
               "A file of that page: Swagger UI's, or its start-up script", auth="public",
+              media_type="*/*", responses={304: "Not modified (If-None-Match names its ETag)"},
+              headers=(Header("If-None-Match", "The ETag of a copy the client holds"),),
               tags=("operations",)),
     ]
 
@@ -341,4 +356,5 @@ def build_app(
     app[OPENAPI_KEY] = build_openapi(title, settings.service, all_routes)
     add_routes(app, all_routes)
     app.on_response_prepare.append(_on_prepare)
+    app.on_response_prepare.extend(RESPONSE_OBSERVERS)
     return app

@@ -186,6 +186,7 @@ async def test_api_keys_belong_to_owners_and_admins_of_that_org_only(
 @pytest.mark.parametrize(
     "body",
     [{"name": "x", "scopes": []}, {"name": "x", "scopes": ["root"]},
+     {"name": "x", "scopes": ["tenant:write"]}, {"name": "x", "scopes": ["files:read", "a:read"]},
      {"name": "", "scopes": ["files:read"]}, {"name": "x", "scopes": ["files:read"], "x": 1},
      {"name": "x", "scopes": ["files:read"], "expires_in_days": 0}],
 )

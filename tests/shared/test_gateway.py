@@ -6,14 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from argus_shared.cli.documents import gateway_document, route_table
 from argus_shared.embedded import free_port
 from argus_shared.gateway import create_gateway
+from argus_shared.openapi import dumps
+from argus_shared.runner import standard_routes
+from argus_shared.settings import SERVICES
+from argus_shared.web import build_app
+from support.web import offline_settings
 
 STREAM_CHUNK = 64 * 1024
 
@@ -228,3 +235,52 @@ async def test_a_service_that_is_down_gives_502_problem() -> None:
                 assert "auth" in (await response.json())["detail"]
     finally:
         await gw.close()
+
+
+@asynccontextmanager
+async def service_apps() -> AsyncIterator[dict[str, str]]:
+    """The five services' applications from their real route tables (no database: only their
+    /openapi.json is asked for), on loopback: service -> base URL."""
+    servers = {}
+    for service in SERVICES:
+        app = build_app(offline_settings(service), [*route_table(service), *standard_routes()],
+                        title=f"Argus {service}")
+        servers[service] = TestServer(app, host="127.0.0.1")
+        await servers[service].start_server()
+    try:
+        yield {name: str(server.make_url("")).rstrip("/") for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            await server.close()
+
+
+async def test_the_gateway_document_merges_what_the_services_serve() -> None:
+    """The dev gateway's live merge is, byte for byte, what nginx serves (the committed render,
+    kept current by tests/test_openapi.py)."""
+    async with service_apps() as urls:
+        gw = TestServer(create_gateway(urls), host="127.0.0.1")
+        await gw.start_server()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(gw.make_url("/openapi.json")) as response:
+                    assert response.status == 200
+                    assert response.content_type == "application/json"
+                    assert await response.text() == dumps(gateway_document())
+        finally:
+            await gw.close()
+
+
+async def test_the_gateway_document_needs_every_service() -> None:
+    async with service_apps() as urls:
+        down = urls | {"audit": f"http://127.0.0.1:{free_port()}"}
+        gw = TestServer(create_gateway(down), host="127.0.0.1")
+        await gw.start_server()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(gw.make_url("/openapi.json")) as response:
+                    assert response.status == 502
+                    assert (await response.json())["detail"] == "audit is not answering"
+                async with session.post(gw.make_url("/openapi.json")) as response:
+                    assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"
+        finally:
+            await gw.close()

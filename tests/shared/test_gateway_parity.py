@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import ExitStack, asynccontextmanager
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,12 +27,14 @@ from argus_shared import settings
 from argus_shared.embedded import free_port
 from argus_shared.gateway import create_gateway
 from argus_shared.gateway_nginx import render
-from argus_shared.gateway_rules import GATEWAY, GatewayRules
+from argus_shared.gateway_rules import GATEWAY, OPENAPI_FILE, GatewayRules
 from support.nginx import run_nginx
 
 SERVICES = tuple(s.name for s in GATEWAY.services)
 FORMS = ("dev", "compose", "k8s")
 CHUNK = 64 * 1024
+# the gateway's own /openapi.json, as committed (tests/test_openapi.py keeps it current)
+DOCUMENT = (Path(__file__).resolve().parents[2] / OPENAPI_FILE).read_text()
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ CASES: list[Case] = [
     # the gateway's own
     Case("/healthz", 200),
     Case("/healthz?probe=1", 200),
+    Case("/openapi.json", 200),
+    Case("/openapi.json?v=1", 200),
     # /internal and /metrics of every service, however spelled
     *refused(
         404,
@@ -103,7 +111,7 @@ CASES: list[Case] = [
         404,
         "/", "/nowhere/x", "/auth", "/auth?x=1", "/AUTH/login", "/%61uth/login",
         "/tenant-api/orgs", "/internal/whoami", "/metrics", "/.well-known/JWKS.json",
-        "/.well-known/jwks.jsonx", "/healthz/x",
+        "/.well-known/jwks.jsonx", "/healthz/x", "/openapi.jsonx", "/openapi.json/x",
     ),
     # empty and dot segments
     *refused(
@@ -216,6 +224,20 @@ async def backends() -> AsyncIterator[Backends]:
         await server.close()
 
 
+@contextmanager
+def readable_copy(text: str) -> Iterator[Path]:
+    """`text` in a file nginx can read when it runs as nobody (CI runs as root)."""
+    directory = Path(tempfile.mkdtemp(prefix="argus-openapi-"))
+    try:
+        os.chmod(directory, 0o755)  # noqa: S103 - nginx (as nobody) must read what is in it
+        path = directory / "openapi.json"
+        path.write_text(text)
+        os.chmod(path, 0o644)
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @asynccontextmanager
 async def gateways(
     config: pytest.Config, backends: Backends, rules: GatewayRules = GATEWAY, *,
@@ -225,18 +247,20 @@ async def gateways(
     """The three gateways of `rules` in front of `backends`: form -> port."""
     urls = backends.urls() if urls is None else urls
     addresses = backends.addresses() if addresses is None else addresses
-    dev = TestServer(create_gateway(urls, rules), host="127.0.0.1")
+    dev = TestServer(create_gateway(urls, rules, json.loads(DOCUMENT)), host="127.0.0.1")
     await dev.start_server()
     try:
         with ExitStack() as stack:
+            document = str(stack.enter_context(readable_copy(DOCUMENT)))
             compose = stack.enter_context(run_nginx(
                 config, lambda listen: render("compose", rules, upstreams=addresses,
-                                              listen=listen),
+                                              listen=listen, openapi_file=document),
                 compose_form=True,
             ))
             k8s = stack.enter_context(run_nginx(
                 config, lambda listen: render("k8s", rules, upstreams=addresses, listen=listen,
-                                              trusted_proxies=trusted_proxies),
+                                              trusted_proxies=trusted_proxies,
+                                              openapi_file=document),
             ))
             yield {"dev": dev.port, "compose": compose.port, "k8s": k8s.port}
     finally:
@@ -318,15 +342,18 @@ async def test_the_three_gateways_route_and_refuse_alike(
         names = {name.lower(): value for name, value in seen[0].headers}
         assert "x-user-token" not in names, form
         assert names["x-forwarded-for"] == "127.0.0.1", form
-    if case.status == 404 or case.target.startswith("/healthz"):
+    if case.status == 404 or case.target.startswith(("/healthz", "/openapi.json")):
         # answered by the table's rules: the same document from all three
-        assert len(set(bodies.values())) == 1, bodies
+        assert len(set(bodies.values())) == 1, {f: b[:200] for f, (_, b) in bodies.items()}
         content_type, body = bodies["dev"]
         assert content_type is not None
         if case.status == 404:
             assert content_type.startswith("application/problem+json")
             assert json.loads(body) == {"type": "about:blank", "title": "Not Found",
                                         "status": 404}
+        elif case.target.startswith("/openapi.json"):
+            assert content_type.startswith("application/json")
+            assert body == DOCUMENT.encode()
         else:
             assert content_type.startswith("application/json")
             assert json.loads(body) == {"status": "ok"}
@@ -339,6 +366,22 @@ def test_the_case_table_covers_every_service_and_refusal() -> None:
     assert {c.service for c in CASES if c.service} == set(SERVICES)
     decided = {GATEWAY.decide(c.target).rule.name for c in CASES}
     assert decided == {r.name for r in GATEWAY.rules} | {"default"}
+
+
+async def test_the_gateway_document_is_only_read(
+    three: dict[str, int], backends: Backends
+) -> None:
+    for form, port in three.items():
+        backends.reset()
+        async with aiohttp.ClientSession() as session:
+            async with session.head(f"http://127.0.0.1:{port}/openapi.json") as head:
+                assert head.status == 200, form
+        answer = await send(port, "/openapi.json", [("Content-Length", "0")], method="POST")
+        assert answer.status == 405, form
+        assert answer.headers["allow"] == "GET, HEAD", form
+        assert answer.json() == {"type": "about:blank", "title": "Method Not Allowed",
+                                 "status": 405}, form
+        assert backends.seen == [], form
 
 
 async def test_no_client_identity_or_forwarding_header_reaches_a_service(

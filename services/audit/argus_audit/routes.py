@@ -18,7 +18,8 @@ from argus_shared.errors import Problem
 from argus_shared.event_types import AUDIT_LOG_VIEWED, require_known
 from argus_shared.handlers import ctx_of
 from argus_shared.outbox import record
-from argus_shared.routing import Route
+from argus_shared.problem_types import UNKNOWN_EVENT_TYPE
+from argus_shared.routing import Answer, Route
 from argus_shared.validation import parse_query
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 
@@ -116,9 +117,14 @@ ORG = "/orgs/{org_id}/audit"
 T = {"tags": ("audit",), "scopes": SCOPES, "roles": VIEWERS}
 ROUTES: list[Route] = [
     Route("GET", ORG + "/events", list_events, "Query the org's audit log (cursor pages)",
-          query=schemas.EventsQuery, **T),
+          query=schemas.EventsQuery,
+          responses={400: "The time range runs backwards (until is not after since)",
+                     422: Answer("The action is not an event type",
+                                 problems=(UNKNOWN_EVENT_TYPE,))},
+          **T),
     Route("GET", ORG + "/export.ndjson", export_events,
-          "The whole log as NDJSON, with the chain fields for your own verification", **T),
+          "The whole log as NDJSON, with the chain fields for your own verification",
+          media_type="application/x-ndjson", **T),
     Route("GET", ORG + "/verify", verify, "Recompute the org's chain; names the first broken link",
           **T),
     Route("GET", "/checkpoint-key", checkpoint_key, "The public key that signs checkpoints",

@@ -13,8 +13,14 @@ from argus_shared import scoping
 from argus_shared.access import ACCESS_CLAIMS, ACCESS_COOKIE, AccessClaims
 from argus_shared.errors import Problem
 from argus_shared.handlers import ctx_of, json, not_found, uuid_param
+from argus_shared.problem_types import (
+    CODE_USED,
+    MFA_REQUIRED,
+    SECOND_FACTOR_REQUIRED,
+    STEP_UP_REQUIRED,
+)
 from argus_shared.request import CLIENT_IP, REQUEST_ID
-from argus_shared.routing import Route
+from argus_shared.routing import Answer, Route
 from argus_shared.validation import parse_json
 from argus_shared.web import LIMITER_KEY
 
@@ -327,27 +333,49 @@ async def revoke_api_key(request: web.Request) -> web.Response:
 
 PUBLIC = {"auth": "public", "tags": ("accounts",)}
 KEYS_PATH = "/orgs/{org_id}/projects/{project_id}/api-keys"
+# what handlers answer besides what their declarations imply (argus_shared.openapi)
+LINK_USED = {400: "The link's token is invalid, used or expired"}
+BREACHED = {422: "The password appears in known data breaches"}
+STEP_UP = {401: Answer("Step-up required: sign in again (POST /reauth) within 5 minutes",
+                       problems=(STEP_UP_REQUIRED,))}
+MEMBERSHIP = {503: Answer("Memberships cannot be checked right now (tenant-api is not "
+                          "answering)", headers={"Retry-After": "seconds to wait"})}
+KEY_ADMIN = {**MEMBERSHIP, 403: Answer("The org requires MFA for your role",
+                                       problems=(MFA_REQUIRED,))}
 
 ROUTES: list[Route] = [
     Route("POST", "/signup", sign_up, "Sign up (answers the same for a known email)",
           body=schemas.SignUp, response=schemas.Accepted, status=202, **PUBLIC),
     Route("POST", "/verify-email", verify_email, "Verify an email with its token",
-          body=schemas.TokenOnly, **PUBLIC),
-    Route("POST", "/login", login, "Log in with email and password", body=schemas.Login,
-          response=schemas.Tokens, **PUBLIC),
+          body=schemas.TokenOnly, responses=LINK_USED, **PUBLIC),
+    Route("POST", "/login", login, "Log in with email and password: tokens, or an MFA "
+          "challenge to complete at POST /login/mfa", body=schemas.Login,
+          response=(schemas.Tokens, schemas.MfaRequired),
+          responses={401: "Wrong email or password", 403: "The email is not verified yet",
+                     429: Answer("Locked for a while after too many failed logins",
+                                 headers={"Retry-After": "seconds until unlocked"})},
+          **PUBLIC),
     Route("POST", "/login/mfa", login_mfa, "Complete a login with a TOTP or recovery code",
-          body=schemas.MfaLogin, response=schemas.Tokens, **PUBLIC),
-    Route("POST", "/token/refresh", refresh, "Rotate a refresh token for new tokens",
-          body=schemas.Refresh, response=schemas.Tokens, **PUBLIC),
+          body=schemas.MfaLogin, response=schemas.Tokens,
+          responses={401: Answer("The challenge is invalid or expired, or the code is not "
+                                 "valid or was already used", problems=(CODE_USED,)),
+                     422: "Send either code or recovery_code"}, **PUBLIC),
+    Route("POST", "/token/refresh", refresh, "Rotate a refresh token for new tokens (the body, "
+          "or the refresh cookie)", body=schemas.Refresh, response=schemas.Tokens,
+          responses={401: "No refresh token, or not a valid one",
+                     503: Answer("The session changed while it was refreshed, or memberships "
+                                 "cannot be checked right now: try again",
+                                 headers={"Retry-After": "seconds to wait"})}, **PUBLIC),
     Route("POST", "/password/forgot", forgot_password, "Request a password reset email",
           body=schemas.EmailOnly, response=schemas.Accepted, status=202, **PUBLIC),
     Route("POST", "/password/reset", reset_password, "Reset a password with its token",
-          body=schemas.ResetPassword, **PUBLIC),
+          body=schemas.ResetPassword, responses={**LINK_USED, **BREACHED}, **PUBLIC),
     Route("POST", "/email/confirm", confirm_email, "Confirm an email change with its token",
-          body=schemas.TokenOnly, **PUBLIC),
+          body=schemas.TokenOnly, responses=LINK_USED, **PUBLIC),
     Route("GET", "/.well-known/jwks.json", jwks, "Public keys of access tokens", auth="public",
           tags=("tokens",)),
-    Route("GET", "/me", me, "The signed-in user", tags=("accounts",)),
+    Route("GET", "/me", me, "The signed-in user", responses={404: "The account is gone"},
+          tags=("accounts",)),
     Route("POST", "/logout", logout, "End this session", status=204, tags=("sessions",)),
     Route("GET", "/sessions", list_sessions, "My sessions", tags=("sessions",)),
     Route("DELETE", "/sessions/{session_id}", revoke_session, "End one of my sessions",
@@ -355,29 +383,38 @@ ROUTES: list[Route] = [
     Route("POST", "/sessions/revoke-others", revoke_other_sessions, "End my other sessions",
           tags=("sessions",)),
     Route("POST", "/reauth", reauth, "Step-up: prove the password or a TOTP code again",
-          body=schemas.Reauth, tags=("sessions",)),
+          body=schemas.Reauth,
+          responses={401: Answer("Re-authentication failed, or the account has MFA and no "
+                                 "code was sent", problems=(SECOND_FACTOR_REQUIRED, CODE_USED)),
+                     422: "Neither password nor code, or a code for an account without MFA",
+                     **MEMBERSHIP}, tags=("sessions",)),
     Route("POST", "/mfa/totp", enrol_totp, "Start TOTP enrolment", status=201,
-          response=schemas.TotpEnrolment, tags=("mfa",)),
-    Route("POST", "/mfa/totp/confirm", confirm_totp, "Confirm TOTP; returns recovery codes once",
-          body=schemas.CodeOnly, response=schemas.RecoveryCodes, tags=("mfa",)),
-    Route("DELETE", "/mfa/totp", disable_totp, "Disable TOTP (step-up required)",
+          response=schemas.TotpEnrolment, responses={409: "A TOTP factor is already enabled"},
           tags=("mfa",)),
+    Route("POST", "/mfa/totp/confirm", confirm_totp, "Confirm TOTP; returns recovery codes once",
+          body=schemas.CodeOnly, response=schemas.RecoveryCodes,
+          responses={409: "No TOTP enrolment was started", 422: "The code is not valid"},
+          tags=("mfa",)),
+    Route("DELETE", "/mfa/totp", disable_totp, "Disable TOTP (step-up required)",
+          responses={**STEP_UP, 409: "MFA is not enabled"}, tags=("mfa",)),
     Route("POST", "/password/change", change_password, "Change password (step-up required)",
-          body=schemas.ChangePassword, tags=("accounts",)),
+          body=schemas.ChangePassword, responses={**STEP_UP, **BREACHED}, tags=("accounts",)),
     Route("POST", "/email/change", change_email, "Change email (step-up required)",
-          body=schemas.ChangeEmail, status=202, tags=("accounts",)),
+          body=schemas.ChangeEmail, status=202, responses=STEP_UP, tags=("accounts",)),
     Route("POST", "/orgs/switch", switch_org, "An access token scoped to one of my orgs",
-          body=schemas.SwitchOrg, tags=("orgs",)),
+          body=schemas.SwitchOrg, responses={**KEY_ADMIN, 404: "Not a member of that org"},
+          tags=("orgs",)),
     Route("POST", KEYS_PATH, create_api_key, "Issue an API key (shown once)",
           body=schemas.NewApiKey, response=schemas.ApiKeyCreated, status=201,
-          roles=ADMIN_ROLES, tags=("api-keys",)),
+          roles=ADMIN_ROLES, responses=KEY_ADMIN, tags=("api-keys",)),
     Route("GET", KEYS_PATH, list_api_keys, "A project's API keys", roles=ADMIN_ROLES,
-          tags=("api-keys",)),
+          responses=KEY_ADMIN, tags=("api-keys",)),
     Route("POST", KEYS_PATH + "/{key_id}/rotate", rotate_api_key,
           "Rotate an API key (new key shown once)", body=schemas.RotateApiKey,
-          response=schemas.ApiKeyCreated, status=201, roles=ADMIN_ROLES, tags=("api-keys",)),
+          response=schemas.ApiKeyCreated, status=201, roles=ADMIN_ROLES, responses=KEY_ADMIN,
+          tags=("api-keys",)),
     Route("DELETE", KEYS_PATH + "/{key_id}", revoke_api_key, "Revoke an API key", status=204,
-          roles=ADMIN_ROLES, tags=("api-keys",)),
+          roles=ADMIN_ROLES, responses=KEY_ADMIN, tags=("api-keys",)),
     *page_routes(),
 ]
 

@@ -18,7 +18,8 @@ from argus_files.store import STORE_KEY, view
 from argus_shared import db
 from argus_shared.errors import Problem
 from argus_shared.handlers import ctx_of, json, not_found, uuid_param
-from argus_shared.routing import Route
+from argus_shared.problem_types import INTEGRITY
+from argus_shared.routing import Answer, Header, Route
 from argus_shared.validation import parse_query
 
 READ_SCOPES = ("files:read",)
@@ -113,26 +114,50 @@ ORG = "/objects/{org_id}"
 NAMESPACE = ORG + "/{user_id}"
 OBJECT = NAMESPACE + "/{object_id}"
 T = {"tags": ("files",)}
+# what handlers answer besides what their declarations imply (argus_shared.openapi)
+UPLOAD = {
+    201: Answer("Stored", headers={"Location": "the new file's path"}),
+    400: "A malformed multipart body, or a file name that is not UTF-8",
+    403: "Not your own namespace (an API key's is `<org>/<key id>`)",
+    409: "The namespace was purged while the upload streamed in",
+    413: "The file is larger than the limit",
+    415: "A type (judged from the bytes) that is not accepted, or a multipart body that is not "
+         "multipart/form-data",
+    422: "A file name with control characters, or longer than 255 characters",
+}
+DOWNLOAD = {
+    206: Answer("One byte range of the file", headers={"Content-Range": "the range sent"}),
+    416: Answer("The range is malformed or outside the file",
+               headers={"Content-Range": "`bytes */<size>`"}),
+    500: Answer("The stored object failed its integrity check and is not served",
+                problems=(INTEGRITY,)),
+}
+CURSOR = {422: "The cursor is not one this service gave out"}
+RANGE = (Header("Range", "One `bytes=` range (several, or another unit: the whole file)"),
+         Header("If-Range", "The file's ETag: the range only if the file is still that one"))
 ROUTES: list[Route] = [
     Route("POST", NAMESPACE, upload, "Upload a file into your own namespace (raw body with "
           "?name=, or multipart/form-data with one part named 'file'); streamed, size-limited, "
           "type checked from the bytes, encrypted at rest", query=schemas.UploadQuery,
-          response=schemas.FileView, status=201, roles=WRITE, scopes=WRITE_SCOPES, **T),
+          response=schemas.FileView, status=201, roles=WRITE, scopes=WRITE_SCOPES,
+          responses=UPLOAD, **T),
     Route("GET", NAMESPACE, list_namespace, "The files of one namespace (cursor pages)",
           query=schemas.PageQuery, response=schemas.FilePage, roles=READ, scopes=READ_SCOPES,
-          **T),
+          responses=CURSOR, **T),
     Route("DELETE", NAMESPACE, purge_namespace,
           "Delete every file of one namespace (data keys destroyed first)",
           response=schemas.Purged, roles=WRITE, **T),
     Route("GET", OBJECT, download, "Download a file (streamed, Range requests, as an "
-          "attachment)", roles=READ, scopes=READ_SCOPES, **T),
+          "attachment)", roles=READ, scopes=READ_SCOPES, media_type="*/*", responses=DOWNLOAD,
+          headers=RANGE, **T),
     Route("GET", OBJECT + "/meta", metadata, "A file's metadata", response=schemas.FileView,
           roles=READ, scopes=READ_SCOPES, **T),
     Route("DELETE", OBJECT, delete_object, "Delete a file (its data key is destroyed first)",
-          status=204, roles=WRITE, scopes=WRITE_SCOPES, **T),
+          status=204, roles=WRITE, scopes=WRITE_SCOPES,
+          responses={403: "An API key deletes only in its own namespace"}, **T),
     Route("GET", ORG, list_org, "Every file of the org, for owners and admins (cursor pages)",
           query=schemas.PageQuery, response=schemas.FilePage, roles=ADMIN, scopes=READ_SCOPES,
-          **T),
+          responses=CURSOR, **T),
     Route("DELETE", ORG, purge_org, "Delete every file of the org (owners)",
           response=schemas.Purged, roles=OWNER, **T),
 ]

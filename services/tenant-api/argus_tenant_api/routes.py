@@ -30,8 +30,9 @@ from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
 from argus_shared.mail import Mailer
 from argus_shared.nats import RpcError
 from argus_shared.outbox import record
+from argus_shared.problem_types import STEP_UP_REQUIRED
 from argus_shared.request import REQUEST_ID
-from argus_shared.routing import Route
+from argus_shared.routing import Answer, Header, Route
 from argus_shared.validation import decode, parse_json, parse_query, read_body
 from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
 from argus_tenant_api import (
@@ -421,23 +422,43 @@ async def export_members(request: web.Request) -> web.StreamResponse:
 ORG = "/orgs/{org_id}"
 ME = {"tags": ("data-subject",)}
 T = {"tags": ("orgs",)}
+# what handlers answer besides what their declarations imply (argus_shared.openapi)
+ACCOUNTS = {503: "Accounts cannot be checked right now (auth is not answering)"}
+LAST_OWNER = {409: "The last owner cannot leave or be demoted; make another owner first"}
+MONEY = {
+    400: f"No {IDEMPOTENCY_HEADER} header of 1-200 characters",
+    422: f"The {IDEMPOTENCY_HEADER} was already used on this endpoint with another request",
+    201: Answer("Moved; a replay of an earlier key answers the first answer byte for byte",
+                headers={"Idempotent-Replayed": "`true` on a replayed answer"}),
+}
+IDEMPOTENCY = (Header(IDEMPOTENCY_HEADER, "One per money request: a retry with the same key "
+                      "and request answers the first answer again, never moving twice",
+                      required=True, schema={"type": "string", "minLength": 1,
+                                             "maxLength": 200}),)
+STEP_UP = {401: Answer("Step-up required: sign in again (auth POST /reauth) within 5 minutes",
+                       problems=(STEP_UP_REQUIRED,))}
 ROUTES: list[Route] = [
     Route("POST", "/orgs", create_org, "Create an org (you become its owner)",
-          body=schemas.NewOrg, response=schemas.Org, status=201, **T),
+          body=schemas.NewOrg, response=schemas.Org, status=201,
+          responses={409: "The slug is taken", **ACCOUNTS}, **T),
     Route("GET", "/orgs", my_orgs, "The orgs I belong to", **T),
     Route("GET", ORG, get_org, "An org", response=schemas.Org, roles=READ,
           scopes=("tenant:read",), **T),
     Route("PATCH", ORG, update_org, "Change an org (owners/admins; plan: owners)",
-          body=schemas.OrgChanges, response=schemas.Org, roles=ADMIN, **T),
+          body=schemas.OrgChanges, response=schemas.Org, roles=ADMIN,
+          responses={403: "Only an owner changes the plan", 422: "Nothing to change"}, **T),
     Route("DELETE", ORG, delete_org, "Delete an org and schedule its purge (owner)",
           status=204, roles=OWNER, **T),
     Route("GET", ORG + "/members", list_members, "Members", roles=READ,
           scopes=("tenant:read",), tags=("members",)),
     Route("PATCH", ORG + "/members/{user_id}", change_member, "Change a member's role",
-          body=schemas.RoleChange, roles=ADMIN, tags=("members",)),
+          body=schemas.RoleChange, roles=ADMIN,
+          responses={403: "Only an owner grants or removes the owner role", **LAST_OWNER},
+          tags=("members",)),
     Route("DELETE", ORG + "/members/{user_id}", remove_member,
           "Remove a member (owners/admins), or leave (anyone)", status=204, roles=READ,
-          tags=("members",)),
+          responses={403: "Only owners and admins remove others, and only an owner an owner",
+                     **LAST_OWNER}, tags=("members",)),
     Route("POST", ORG + "/invitations", invite,
           "Invite by email: mailed with a link to accept (token shown once)",
           body=schemas.NewInvitation, response=schemas.IssuedInvitation, status=201,
@@ -448,10 +469,15 @@ ROUTES: list[Route] = [
           "Revoke an invitation", status=204, roles=ADMIN, tags=("invitations",)),
     Route("POST", ORG + "/invitations/{invitation_id}/resend", resend_invitation,
           "Mail an open invitation again with a new token (the old one stops working)",
-          response=schemas.IssuedInvitation, roles=ADMIN, tags=("invitations",)),
+          response=schemas.IssuedInvitation, roles=ADMIN,
+          responses={409: "The invitation was accepted, revoked or has expired"},
+          tags=("invitations",)),
     Route("POST", "/invitations/accept", accept_invitation,
           "Accept an invitation (verified account with the invited email)",
-          body=schemas.AcceptInvitation, tags=("invitations",)),
+          body=schemas.AcceptInvitation,
+          responses={400: "The invitation is invalid, used, revoked or expired",
+                     403: "Signed in with another account than the verified invited email",
+                     409: "Already a member", **ACCOUNTS}, tags=("invitations",)),
     Route("POST", ORG + "/projects", create_project, "Create a project", body=schemas.NewProject,
           status=201, roles=ADMIN, tags=("projects",)),
     Route("GET", ORG + "/projects", list_projects, "Projects", roles=READ,
@@ -463,21 +489,26 @@ ROUTES: list[Route] = [
     Route("GET", ORG + "/wallet", get_wallet, "The wallet balance", response=schemas.Wallet,
           roles=READ, scopes=("wallet:read",), tags=("wallet",)),
     Route("GET", ORG + "/wallet/entries", list_entries, "Ledger entries (cursor pages)",
-          query=schemas.EntriesQuery, roles=READ, scopes=("wallet:read",), tags=("wallet",)),
+          query=schemas.EntriesQuery, roles=READ, scopes=("wallet:read",),
+          responses={400: "The cursor is not one this service gave out"}, tags=("wallet",)),
     Route("POST", ORG + "/wallet/deposits", deposit, "Deposit (Idempotency-Key required)",
           body=schemas.Money, status=201, roles=ADMIN, scopes=("wallet:write",),
-          tags=("wallet",)),
+          responses=MONEY, headers=IDEMPOTENCY, tags=("wallet",)),
     Route("POST", ORG + "/wallet/charges", charge,
           "Charge (Idempotency-Key; step-up above the threshold)", body=schemas.Money,
-          status=201, roles=ADMIN, scopes=("wallet:write",), tags=("wallet",)),
+          status=201, roles=ADMIN, scopes=("wallet:write",),
+          responses={**MONEY, **STEP_UP, 409: "Insufficient balance"}, headers=IDEMPOTENCY,
+          tags=("wallet",)),
     Route("GET", ORG + "/exports/ledger.csv", export_ledger, "Ledger entries as CSV",
-          roles=ADMIN, tags=("exports",)),
+          roles=ADMIN, media_type="text/csv", tags=("exports",)),
     Route("GET", ORG + "/exports/members.csv", export_members, "Members as CSV", roles=ADMIN,
-          tags=("exports",)),
+          media_type="text/csv", tags=("exports",)),
     Route("POST", "/me/export", export_my_data, "Export my data from every service", **ME),
     Route("DELETE", "/me", delete_my_account,
           "Delete my account (step-up; purged from every service within 7 days)", status=202,
-          **ME),
-    Route("GET", "/me/deletion", my_deletion, "Where my account deletion stands", **ME),
+          responses={**STEP_UP, 409: "You are the last owner of an org",
+                     503: "The account cannot be deactivated right now"}, **ME),
+    Route("GET", "/me/deletion", my_deletion, "Where my account deletion stands",
+          responses={404: "No deletion was asked for"}, **ME),
     *pages.page_routes("argus_tenant_api", invitations.PAGE_SUMMARIES, invitations.PAGE_SCRIPTS),
 ]

@@ -26,7 +26,8 @@ from argus_shared.event_types import (
 )
 from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
 from argus_shared.outbox import record
-from argus_shared.routing import Route
+from argus_shared.problem_types import UNKNOWN_EVENT_TYPE
+from argus_shared.routing import Answer, Route
 from argus_shared.validation import NOT_SINGLE_LINE, decode, parse_json, read_body
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 from argus_webhooks import SERVICE, excerpt, queries, schemas, signing, ssrf
@@ -235,13 +236,18 @@ def _verified_event(request: web.Request, provider: Provider, body: bytes
 
 ORG = "/orgs/{org_id}/webhooks"
 T = {"tags": ("webhooks",), "roles": ADMINS, "scopes": ("webhooks:write",)}
+# what handlers answer besides what their declarations imply (argus_shared.openapi)
+REFUSED = Answer("The URL is refused (not https, or it resolves to a private address), or an "
+                 "event type is unknown", problems=(UNKNOWN_EVENT_TYPE,))
 ROUTES: list[Route] = [
     Route("POST", ORG + "/endpoints", create_endpoint, "Add an endpoint (secret shown once)",
-          body=schemas.NewEndpoint, status=201, **T),
+          body=schemas.NewEndpoint, status=201, responses={422: REFUSED}, **T),
     Route("GET", ORG + "/endpoints", list_endpoints, "Endpoints", **T),
     Route("GET", ORG + "/endpoints/{endpoint_id}", get_endpoint, "An endpoint", **T),
     Route("PATCH", ORG + "/endpoints/{endpoint_id}", update_endpoint, "Change an endpoint",
-          body=schemas.EndpointChanges, **T),
+          body=schemas.EndpointChanges,
+          responses={422: Answer(f"{REFUSED.description}, or nothing to change",
+                                 problems=REFUSED.problems)}, **T),
     Route("DELETE", ORG + "/endpoints/{endpoint_id}", delete_endpoint, "Remove an endpoint",
           status=204, **T),
     Route("POST", ORG + "/endpoints/{endpoint_id}/rotate-secret", rotate_secret,
@@ -252,8 +258,16 @@ ROUTES: list[Route] = [
     Route("GET", ORG + "/deliveries/{delivery_id}/attempts", list_attempts,
           "The attempt log of a delivery", **T),
     Route("POST", ORG + "/deliveries/{delivery_id}/resend", resend,
-          "Deliver again (an exhausted or past delivery)", status=202, **T),
+          "Deliver again (an exhausted or past delivery)", status=202,
+          responses={409: "The delivery is still being tried"}, **T),
     Route("POST", "/webhooks/inbound/{provider}", inbound,
           "Inbound webhook from a configured provider (signature, 5 min tolerance, no replays)",
-          auth="public", rate_limit_per_minute=INBOUND_LIMIT, tags=("inbound",)),
+          auth="public", rate_limit_per_minute=INBOUND_LIMIT,
+          responses={400: "The body is not UTF-8 JSON, or the event has no id of 1-200 "
+                          "characters on one line",
+                     401: "The signature is missing, wrong or outside the tolerance",
+                     404: "No such provider", 409: "This event was already received",
+                     413: "The body is larger than the service's limit",
+                     422: "The body is not a JSON object"},
+          tags=("inbound",)),
 ]

@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             audit.run(args)
         elif args.command == "gateway":
             gateway.run(args)
-        elif args.command == "events":
+        elif args.command in ("events", "scopes"):
             events.run(args)
         else:
             up.run(args)

@@ -1,0 +1,63 @@
+"""The problem types (RFC 9457 `type`) Argus answers besides `about:blank`, each declared once:
+its URI, the status it comes with and what it tells the client. Routes name the ones they can
+answer (`Route(responses={...: Answer(..., problems=...)})`, or derived from the declaration
+in `argus_shared.openapi`), so each OpenAPI document lists them per response; a test keeps
+every `urn:argus:problem:` the code raises registered here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "urn:argus:problem:"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    uri: str
+    status: int
+    title: str
+    description: str
+
+
+CATALOGUE: dict[str, ProblemType] = {}
+
+
+def _declare(name: str, status: int, title: str, description: str) -> str:
+    uri = PREFIX + name
+    CATALOGUE[uri] = ProblemType(uri, status, title, description)
+    return uri
+
+
+ORG_NOT_ACTIVE = _declare(
+    "org-not-active", 404, "Not found in your active org",
+    "The path's org is not the access token's active org (or the token has none): switch to "
+    "it (auth `POST /orgs/switch`) and use the token it returns. The same answer whether or "
+    "not the org exists or you belong to it.")
+ROLE_NOT_ALLOWED = _declare(
+    "role-not-allowed", 403, "Forbidden",
+    "Your role in the org is not one the route allows (`x-roles`).")
+STEP_UP_REQUIRED = _declare(
+    "step-up-required", 401, "Step-up required",
+    "The action needs a sign-in within the last 5 minutes: re-authenticate (auth "
+    "`POST /reauth`) and retry with the token it returns.")
+SECOND_FACTOR_REQUIRED = _declare(
+    "second-factor-required", 401, "Second factor required",
+    "The account has MFA: step up with a TOTP code (the password alone is not enough).")
+CODE_USED = _declare(
+    "code-used", 401, "Code already used",
+    "That TOTP code was already used: wait for the next one (30 s).")
+MFA_REQUIRED = _declare(
+    "mfa-required", 403, "MFA required",
+    "The org requires MFA for your role: enrol TOTP and log in with it.")
+UNKNOWN_EVENT_TYPE = _declare(
+    "unknown-event-type", 422, "Unknown event type",
+    "A name that is not an event type of `docs/events.md`; the detail suggests the closest.")
+INTEGRITY = _declare(
+    "integrity", 500, "Stored object damaged",
+    "The stored object failed its integrity check and is not served.")
+
+
+def check_known(uris: list[str] | tuple[str, ...]) -> None:
+    unknown = sorted(set(uris) - set(CATALOGUE) - {"about:blank"})
+    if unknown:
+        raise ValueError(f"unregistered problem types: {', '.join(unknown)}")
