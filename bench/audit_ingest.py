@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
@@ -51,7 +53,8 @@ def message(keys: xut.KeyRing, index: int, subject_type: str) -> tuple[bytes, di
     return body, {xut.HEADER: token, "Nats-Msg-Id": event.id}
 
 
-async def publish(js, keys: xut.KeyRing, count: int, kind: str, rate: float | None) -> None:
+async def publish(js: JetStreamContext, keys: xut.KeyRing, count: int, kind: str,
+                  rate: float | None) -> None:
     subject = events.subject_for("bench", kind)
     window = 200
     started = time.perf_counter()
@@ -65,7 +68,7 @@ async def publish(js, keys: xut.KeyRing, count: int, kind: str, rate: float | No
                 await asyncio.sleep(ahead)
 
 
-async def bare_rate(js, kind: str, count: int) -> float:
+async def bare_rate(js: JetStreamContext, kind: str, count: int) -> float:
     sub = await js.pull_subscribe(events.subject_for("bench", kind), durable=f"bare{kind[-4:]}",
                                   stream=events.STREAM)
     done, started = 0, time.perf_counter()
@@ -76,7 +79,7 @@ async def bare_rate(js, kind: str, count: int) -> float:
     return done / (time.perf_counter() - started)
 
 
-async def bare_pull_rate(nc, js, kind: str, count: int) -> float:
+async def bare_pull_rate(nc: Client, js: JetStreamContext, kind: str, count: int) -> float:
     """The same, through the pull loop the service's consumer uses (argus_shared.pull)."""
     durable = f"pull{kind[-4:]}"
     await js.add_consumer(events.STREAM, ConsumerConfig(
@@ -94,7 +97,8 @@ async def bare_pull_rate(nc, js, kind: str, count: int) -> float:
     return rate
 
 
-async def audit_rate(nc, pool, keys, kind: str, count: int, owner) -> float:
+async def audit_rate(nc: Client, pool: asyncpg.Pool, keys: xut.KeyRing, kind: str, count: int,
+                     owner: asyncpg.Connection) -> float:
     registry = CollectorRegistry()
     ingest = Ingest(pool, Metrics(registry))
     consumer = Consumer(nc, keys, durable=f"audit{kind[-4:]}", handler=ingest, batch=BATCH,
@@ -126,7 +130,8 @@ async def copy_rate(admin: asyncpg.Connection, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def lag_p99(nc, pool, keys, owner, rate: float, seconds: float) -> float:
+async def lag_p99(nc: Client, pool: asyncpg.Pool, keys: xut.KeyRing, owner: asyncpg.Connection,
+                  rate: float, seconds: float) -> float:
     kind = f"lag.t{uuid.uuid4().hex[:6]}"
     count = int(rate * seconds)
     ingest = Ingest(pool, Metrics(CollectorRegistry()))

@@ -17,6 +17,7 @@ import argparse
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -28,7 +29,7 @@ from argus_shared.runner import run_loop
 from support.infra import start_infra
 from support.mailbox import tokens_for
 from support.processes import Proc, service_command, wait_ready
-from support.timing import RawClient, compare
+from support.timing import Body, RawClient, compare
 
 PASSWORD = "correct horse battery staple"
 KNOWN = 20
@@ -56,15 +57,20 @@ async def make_known(base: str, mailbox: Path) -> list[str]:
 async def measure(base: str, known: list[str], pairs: int, seed: int) -> None:
     async with RawClient.for_base(base) as client:
         control = client.request("/healthz", None)
-        routes = {
+        routes: dict[str, Callable[[str], Body]] = {
             "/password/forgot": lambda address: {"email": address},
             "/signup": lambda address: {"email": address, "password": PASSWORD},
         }
         for path, body in routes.items():
-            await compare(client, path, lambda i, b=body: b(known[i % KNOWN]),
-                          lambda i, b=body: b(email("u")), 20, control, seed=seed)  # warm-up
-            result = await compare(client, path, lambda i, b=body: b(known[i % KNOWN]),
-                                   lambda i, b=body: b(email("u")), pairs, control, seed=seed)
+            def known_one(i: int, b: Callable[[str], Body] = body) -> Body:
+                return b(known[i % KNOWN])
+
+            def unknown_one(i: int, b: Callable[[str], Body] = body) -> Body:
+                return b(email("u"))
+
+            await compare(client, path, known_one, unknown_one, 20, control, seed=seed)  # warm-up
+            result = await compare(client, path, known_one, unknown_one, pairs, control,
+                                   seed=seed)
             print(result.direct.report(f"POST {path}"))
             print(result.after.report("  /healthz right after it"))
 
@@ -72,7 +78,7 @@ async def measure(base: str, known: list[str], pairs: int, seed: int) -> None:
 async def main(pairs: int, rounds: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="argus-bench-"))
     infra = start_infra(workdir)
-    proc = None
+    proc: Proc | None = None
     try:
         url = await infra.create_database(("auth",))
         stack = infra.stack(url)
@@ -91,7 +97,7 @@ async def main(pairs: int, rounds: int) -> None:
             print(f"round {round_ + 1}")
             await measure(base, known, pairs, seed=round_)
     finally:
-        if proc:
+        if proc is not None:
             proc.kill()
         infra.close()
 

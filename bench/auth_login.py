@@ -153,7 +153,7 @@ async def verify_rate(base: str, token: str, use_cache: bool, seconds: float) ->
 async def main(seconds: float, concurrency: int, rounds: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="argus-bench-"))
     infra = start_infra(workdir)
-    proc = None
+    proc: Proc | None = None
     try:
         url = await infra.create_database(("auth",))
         stack = infra.stack(url)
@@ -195,7 +195,7 @@ async def main(seconds: float, concurrency: int, rounds: int) -> None:
         print(f"token verifications/s fresh  : {uncached:8.0f}  "
               f"(cache speed-up {cached / uncached:.1f}x)")
     finally:
-        if proc:
+        if proc is not None:
             proc.kill()
         infra.close()
 

@@ -133,7 +133,7 @@ def report(results: Results, pruner: TimedPruner, args: argparse.Namespace) -> N
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="argus-bench-"))
     infra = start_infra(workdir)
-    proc = None
+    proc: Proc | None = None
     try:
         url = await infra.create_database(("auth",))
         stack = infra.stack(url)
@@ -166,7 +166,7 @@ async def main(args: argparse.Namespace) -> None:
             await pool.close()
         report(results, pruner, args)
     finally:
-        if proc:
+        if proc is not None:
             proc.kill()
         infra.close()
 

@@ -34,7 +34,7 @@ from argus_webhooks import signing
 from argus_webhooks.config import WebhooksConfig
 from argus_webhooks.delivery import Deliverer, Metrics, secret_context
 from argus_webhooks.fanout import FanOut
-from support.infra import start_own_infra
+from support.infra import Infra, start_own_infra
 from support.processes import PYTHON, Proc, wait_ready
 
 SECRET = "whsec_" + "A" * 44
@@ -95,7 +95,8 @@ async def whole_path(admin: asyncpg.Connection, pool: asyncpg.Pool, master: xut.
     return count / elapsed
 
 
-async def latency(infra, admin, pool, master, keys, url: str, rate: float,
+async def latency(infra: Infra, admin: asyncpg.Connection, pool: asyncpg.Pool,
+                  master: xut.KeyRing, keys: xut.KeyRing, url: str, rate: float,
                   seconds: float) -> float:
     org = uuid.uuid4()
     await seed(admin, master, org, url)

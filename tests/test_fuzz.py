@@ -95,9 +95,13 @@ def query_strategy(spec: dict[str, Any], operation: dict[str, Any]
                            st.text(ASCII, max_size=30), max_size=3)
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "query":
-            drawn = from_schema(resolved(spec, parameter["schema"]))
-            return drawn.map(lambda v: {k: as_query(x) for k, x in (v or {}).items()}) | junk
+            drawn: st.SearchStrategy[Any] = from_schema(resolved(spec, parameter["schema"]))
+            return drawn.map(query_of) | junk
     return st.just({}) | junk
+
+
+def query_of(drawn: dict[str, Any] | None) -> dict[str, str]:
+    return {name: as_query(value) for name, value in (drawn or {}).items()}
 
 
 def as_query(value: Any) -> str:

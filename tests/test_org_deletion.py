@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from argus_shared import db
+from argus_shared.db import one
 from argus_shared.settings import Settings
 from argus_tenant_api.org_purge import purge_deleted_orgs
 from support.files_service import Files
@@ -100,11 +101,11 @@ async def test_a_deleted_org_stops_working_everywhere_and_is_purged_everywhere(
         await pool.close()
     for table in ("memberships", "invitations", "projects"):
         assert await count(admin, f"tenant_api.{table}", org) == 0, table
-    kept: dict[str, Any] = dict(await admin.fetchrow(
+    kept: dict[str, Any] = dict(one(await admin.fetchrow(
         "select o.slug, o.name, o.purged_at is not null as purged, w.balance_cents,"
         " (select count(*) from tenant_api.ledger_entries l where l.org_id = o.org_id) as entries"
         " from tenant_api.orgs o join tenant_api.wallets w using (org_id)"
-        " where o.org_id = $1", uuid.UUID(org)))
+        " where o.org_id = $1", uuid.UUID(org))))
     assert kept["purged"] and kept["name"] == "deleted"
     assert (kept["balance_cents"], kept["entries"]) == (1234, 1)  # financial records stay
     assert kept["slug"] != slug

@@ -394,7 +394,7 @@ async def test_the_audit_role_tracks_plans_only_through_its_definer_function(
         await conn.close()
     row = await admin.fetchrow(
         "select plan, retention_days from audit.org_plans where org_id = $1", org)
-    assert dict(row) == {"plan": "pro", "retention_days": 30}
+    assert row is not None and dict(row) == {"plan": "pro", "retention_days": 30}
 
 
 async def test_no_runtime_role_changes_its_migrations(infra: Infra, database_url: str) -> None:

@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 STAMP = ".argus-synced"  # in .venv: the last sync completed and the venv was checked
 PENDING = "sync-pending"  # in .argus/bootstrap: a sync started and has not finished
@@ -163,7 +164,9 @@ class Log:
     refuse the file, never the message)."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.parts, self.error = path, [], None
+        self.path, self.parts = path, list[str]()
+        self.error: OSError | None = None
+        self.file: TextIO | None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.file = path.open("w", encoding="utf-8", errors="replace")

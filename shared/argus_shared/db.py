@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias, TypedDict
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+# What a query function takes: a connection of its own, or one borrowed from a pool.
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+# A row as a reader takes it: fetched (`asyncpg.Record` is no `Mapping` to the type checker,
+# though it reads like one), or built in Python.
+RowLike: TypeAlias = Mapping[str, Any] | asyncpg.Record
 
 SESSION_SETTINGS = {
     "statement_timeout": "10s",
@@ -19,7 +26,23 @@ SESSION_SETTINGS = {
 }
 
 
-def connect_kwargs(database_url: str, user: str, password: str) -> dict[str, object]:
+class ConnectKwargs(TypedDict):
+    host: str | None
+    port: int
+    database: str
+    user: str
+    password: str
+
+
+def one(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row of a statement that always returns one (`insert ... returning`, an aggregate,
+    an update of a row the transaction has already found)."""
+    if row is None:
+        raise LookupError("a statement that returns one row returned none")
+    return row
+
+
+def connect_kwargs(database_url: str, user: str, password: str) -> ConnectKwargs:
     """Host, port and database from the URL; the role and password are the caller's."""
     parts = urlsplit(database_url)
     return {
@@ -69,7 +92,7 @@ async def create_pool(
     if schema:
         settings["search_path"] = schema
     pool = await asyncpg.create_pool(
-        **connect_kwargs(database_url, user, password),  # type: ignore[arg-type]
+        **connect_kwargs(database_url, user, password),
         min_size=min_size,
         max_size=max_size,
         server_settings=settings,
@@ -82,20 +105,20 @@ async def create_pool(
 
 
 async def connect(
-    database_url: str, user: str, password: str, **kwargs: object
+    database_url: str, user: str, password: str, **kwargs: Any
 ) -> asyncpg.Connection:
     return await asyncpg.connect(
-        **connect_kwargs(database_url, user, password),  # type: ignore[arg-type]
+        **connect_kwargs(database_url, user, password),
         server_settings=SESSION_SETTINGS,
         timeout=10,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
 @asynccontextmanager
 async def tenant_tx(
     pool: asyncpg.Pool, org_id: UUID | str | None, user_id: UUID | str | None = None
-) -> AsyncIterator[asyncpg.Connection]:
+) -> AsyncIterator[PoolConnectionProxy]:
     """One transaction whose first statement sets `app.org_id` and `app.user_id` locally.
 
     With no org the setting is empty and every RLS policy fails closed (zero rows).

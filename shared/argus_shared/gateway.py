@@ -161,7 +161,8 @@ async def openapi_document(request: web.Request) -> web.Response:
         missing = [name for name, doc in zip(names, found, strict=True) if doc is None]
         if missing:
             return problem(*UNAVAILABLE, f"{missing[0]} is not answering")
-        document = combine(dict(zip(names, found, strict=True)), rules.services)
+        documents = {name: doc for name, doc in zip(names, found, strict=True) if doc is not None}
+        document = combine(documents, rules.services)
     return web.Response(body=dumps(document).encode(), content_type="application/json")
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import asyncpg
 
+from argus_shared.db import Conn
+
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 APPLIED_MARK = "argus migrations applied:"
 
@@ -108,7 +110,7 @@ async def migrate(conn: asyncpg.Connection, schema: str, migrations: list[Migrat
         return done
 
 
-async def applied_migrations(conn: asyncpg.Connection, schema: str) -> set[str]:
+async def applied_migrations(conn: Conn, schema: str) -> set[str]:
     """The migrations `schema` has applied, as its last migration run recorded them (empty:
     never migrated, or by a version before the record)."""
     text = await conn.fetchval(

@@ -78,7 +78,9 @@ async def connect(url: str, name: str) -> Client:
             nc.connect(
                 servers=[url], name=name, connect_timeout=2, allow_reconnect=False,
                 error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
-                max_reconnect_attempts=1, reconnect_time_wait=0.2,  # first connect: one retry
+                max_reconnect_attempts=1,  # first connect: one retry
+                # nats-py hints an int; it sleeps that many seconds, fractions included
+                reconnect_time_wait=0.2,  # type: ignore[arg-type]
             ),
             CONNECT_TIMEOUT,
         )

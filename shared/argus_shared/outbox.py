@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from argus_shared import events, tracing, xut
+from argus_shared.db import Conn, one
 from argus_shared.event_types import EventType, emitted_by
 from argus_shared.logs import request_id_var
 from argus_shared.settings import KeyRing
@@ -103,7 +105,7 @@ def prepare(
 
 
 async def emit(
-    conn: asyncpg.Connection,
+    conn: Conn,
     service: str,
     event: events.Event,
     *,
@@ -137,7 +139,7 @@ def request_event(
 
 
 async def record(
-    conn: asyncpg.Connection, service: str, ctx: Ctx, event_type: EventType, *,
+    conn: Conn, service: str, ctx: Ctx, event_type: EventType, *,
     actor: tuple[str, str], resource: tuple[str, str], org_id: object = None,
     data: dict[str, Any] | None = None,
 ) -> None:
@@ -178,7 +180,7 @@ class Relay:
         self.channel = f"argus_outbox_{service.replace('-', '_')}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._listener: asyncpg.Connection | None = None
+        self._listener: PoolConnectionProxy | None = None
         self.published = 0
         self._stopping = False
         self._last_batch = float("-inf")
@@ -341,7 +343,7 @@ class Pruner:
     async def refresh(self) -> None:
         """Set the gauges from the outbox as it is now."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(STATS)
+            row = one(await conn.fetchrow(STATS))
         self.metrics.pending.set(row["pending"])
         self.metrics.oldest.set(row["oldest"])
         self.metrics.bytes.set(row["bytes"])

@@ -79,7 +79,7 @@ class PullBatches:
             self.ready.set()
 
     def _status(self, msg: Msg) -> None:
-        headers: dict[object, str] = dict(msg.headers or {})
+        headers: dict[str, str] = dict(msg.headers or {})
         code = headers.get(Header.STATUS.value, "")
         if code == HEARTBEAT:
             return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypedDict
 
 from aiohttp import web
 
@@ -27,6 +27,10 @@ class Answer:
     body: type[Any] | None = None
 
 
+# What a route declares it answers besides what its declaration implies: status -> meaning.
+Answers: TypeAlias = Mapping[int, "str | Answer"]
+
+
 @dataclass(frozen=True)
 class Header:
     """A request header a route reads (`Idempotency-Key`, `Range`, ...), for its document."""
@@ -35,6 +39,21 @@ class Header:
     description: str
     required: bool = False
     schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+# What a route table repeats for many of its routes (`Route(..., **DEFAULTS)`), typed so that
+# the checker knows which keywords such a spread fills.
+class Tagged(TypedDict):
+    tags: Sequence[str]
+
+
+class Guarded(Tagged):
+    roles: Sequence[str]
+    scopes: Sequence[str]
+
+
+class Public(Tagged):
+    auth: AuthMode
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,7 @@ class Route:
     rate_limit_per_minute: int | None = None
     media_type: str = "application/json"
     extra: dict[str, Any] = field(default_factory=dict)
-    responses: Mapping[int, str | Answer] = field(default_factory=dict)
+    responses: Answers = field(default_factory=dict)
     headers: Sequence[Header] = ()
 
     @property

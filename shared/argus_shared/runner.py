@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -174,7 +174,8 @@ async def _nats_ready(app: web.Application) -> None:
     nc = app[NATS_KEY]
     if not nc.is_connected:
         raise ConnectionError("NATS is not connected")
-    await nc.flush(timeout=READY_TIMEOUT)
+    # nats-py hints an int; it waits that many seconds, fractions included
+    await nc.flush(timeout=READY_TIMEOUT)  # type: ignore[arg-type]
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -321,7 +322,7 @@ def run_service(
     raise SystemExit(0)
 
 
-Command = Callable[[Settings], Awaitable[str]]
+Command = Callable[[Settings], Coroutine[Any, Any, str]]
 
 
 def main(service: str, create_app: Callable[[Settings], web.Application],

@@ -6,12 +6,14 @@ can print it and exit without a traceback.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 from urllib.parse import urlsplit
 
 from argus_shared import b64
@@ -81,34 +83,41 @@ def format_keyring(keys: Mapping[str, bytes]) -> str:
 
 
 class Env:
-    """Reads `ARGUS_*` variables; every error names the variable."""
+    """Reads `ARGUS_*` variables; every error names the variable. (Its methods are named after
+    the types they read, so inside the class the builtins are spelled `builtins.str` etc.)"""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[builtins.str, builtins.str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    @overload
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str: ...
+    @overload
+    def str(self, name: builtins.str, default: None = None) -> builtins.str | None: ...
+    def str(self, name: builtins.str,
+            default: builtins.str | None = None) -> builtins.str | None:
         value = self.environ.get(name)
         return default if value is None or value == "" else value
 
-    def required(self, name: str) -> str:
+    def required(self, name: builtins.str) -> builtins.str:
         value = self.str(name)
         if value is None:
             raise ConfigError(f"{name} is not set")
         return value
 
-    def int(self, name: str, default: int, low: int = 0, high: int = 2**31) -> int:
+    def int(self, name: builtins.str, default: builtins.int, low: builtins.int = 0,
+            high: builtins.int = 2**31) -> builtins.int:
         raw = self.str(name)
         if raw is None:
             return default
         try:
-            value = int(raw)
+            value = builtins.int(raw)
         except ValueError:
             raise ConfigError(f"{name}: '{raw}' is not an integer") from None
         if not low <= value <= high:
             raise ConfigError(f"{name}: {value} is outside {low}..{high}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.str(name)
         if raw is None:
             return default
@@ -118,23 +127,24 @@ class Env:
             return False
         raise ConfigError(f"{name}: '{raw}' is not a boolean")
 
-    def secret(self, name: str, required: bool = True) -> str | None:
+    def secret(self, name: builtins.str,
+               required: builtins.bool = True) -> builtins.str | None:
         """`NAME` or the contents of the file named by `NAME_FILE` (trailing newline removed)."""
         path = self.str(f"{name}_FILE")
         if path is not None:
             try:
-                value = Path(path).read_text().rstrip("\r\n")
+                text = Path(path).read_text().rstrip("\r\n")
             except OSError as exc:
                 raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
-            if not value:
+            if not text:
                 raise ConfigError(f"{name}_FILE: {path} is empty")
-            return value
+            return text
         value = self.str(name)
         if value is None and required:
             raise ConfigError(f"{name}_FILE is not set (nor {name}): the secret is required")
         return value
 
-    def keyring(self, name: str, required: bool = True) -> KeyRing | None:
+    def keyring(self, name: builtins.str, required: builtins.bool = True) -> KeyRing | None:
         text = self.secret(name, required)
         return None if text is None else KeyRing.parse(text, name)
 

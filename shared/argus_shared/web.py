@@ -55,7 +55,8 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 POOL_KEY = web.AppKey("pool", asyncpg.Pool)
 NATS_KEY = web.AppKey("nats", NatsClient)
 LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
-READY_KEY = web.AppKey("ready_checks", dict)
+ReadyCheck = Callable[[], Awaitable[Any]]
+READY_KEY = web.AppKey("ready_checks", dict[str, ReadyCheck])
 ROUTES_KEY = web.AppKey("routes", list)
 OPENAPI_KEY = web.AppKey("openapi", dict)
 ACCESS_KEY = web.AppKey("access_verifier", AccessVerifier)
@@ -77,7 +78,6 @@ SECURITY_HEADERS = {
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 
-ReadyCheck = Callable[[], Awaitable[Any]]
 ResponseObserver = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 # Called with every response an application built by `build_app` prepares (aiohttp's
 # on_response_prepare). Empty, so free, in production; the test suite adds one that records
@@ -280,7 +280,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    checks: Mapping[str, ReadyCheck] = request.app[READY_KEY]
+    checks = request.app[READY_KEY]
     results = await asyncio.gather(*(_run_check(check) for check in checks.values()))
     report = dict(zip(checks, results, strict=True))
     ready = all(result == "ok" for result in results)

@@ -149,7 +149,7 @@ async def test_verification_catches_an_edit_made_around_the_trigger(
 async def test_a_forged_checkpoint_is_caught(suite: Suite, audit: Audit,
                                              admin: asyncpg.Connection) -> None:
     _, org, token = await org_with_log(suite, audit)
-    await checkpoint_heads(audit.pool, audit.settings.master_keys)
+    await checkpoint_heads(audit.pool, audit.master)
     status, result = await audit.get(f"/orgs/{org}/audit/verify", token)
     assert status == 200 and result["ok"] is True
     assert await admin.fetchval("select count(*) from audit.checkpoints where org_id = $1",
@@ -334,7 +334,7 @@ async def test_retention_removes_old_events_and_verification_still_holds(
             " where org_id = $1 and seq <= 2", uuid.UUID(org))
     conn = await connect(database_url, OWNER_ROLE, owner_password)
     try:
-        removed = await prune(conn, audit.settings.master_keys)
+        removed = await prune(conn, audit.master)
     finally:
         await conn.close()
     assert removed[org] == 2

@@ -69,6 +69,8 @@ async def test_kills_and_restarts_lose_nothing_and_duplicate_nothing(
     own_infra: Infra, tmp_path: Path
 ) -> None:
     url = await own_infra.create_database(("audit",))
+    pg, nats = own_infra.pg, own_infra.nats
+    assert pg is not None and nats is not None  # this test's own, so it may restart them
     stack = own_infra.stack(url)
     env = {**stack.service_environment("audit"), "ARGUS_LOG_LEVEL": "WARNING"}
     base = stack.service_url("audit")
@@ -88,13 +90,13 @@ async def test_kills_and_restarts_lose_nothing_and_duplicate_nothing(
             proc.popen.send_signal(signal.SIGKILL)  # mid-batch, no goodbye
             proc.popen.wait(10)
             if step == 1:
-                own_infra.nats.stop()
+                nats.stop()
                 await asyncio.sleep(0.5)
-                own_infra.nats.start()
+                nats.start()
             if step == 2:
-                own_infra.pg.stop()
+                pg.stop()
                 await asyncio.sleep(0.5)
-                own_infra.pg.start()
+                pg.start()
             proc = start()
             await wait_ready(f"{base}/healthz", proc, timeout=60)
         await publishing

@@ -201,7 +201,7 @@ async def test_an_export_after_retention_starts_at_its_signed_checkpoint(
                             uuid.UUID(org))
     conn = await connect(database_url, OWNER_ROLE, owner_password)
     try:
-        await prune(conn, audit.settings.master_keys)
+        await prune(conn, audit.master)
     finally:
         await conn.close()
     path = tmp_path / "audit.ndjson"

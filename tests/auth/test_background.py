@@ -5,6 +5,7 @@ job is counted and the worker goes on; stopping finishes what is queued."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -90,7 +91,7 @@ async def test_stopping_finishes_what_is_queued() -> None:
         done.append(n)
 
     for n in range(5):
-        background.submit("work", lambda n=n: work(n))
+        background.submit("work", functools.partial(work, n))
     await background.stop()
     assert sorted(done) == list(range(5))
     assert all(task.done() for task in background.tasks) and not background.tasks

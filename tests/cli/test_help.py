@@ -34,7 +34,8 @@ def test_the_help_lists_every_command_with_a_description(args: tuple[str, ...]) 
     commands = listed(output)
     assert set(COMMANDS) <= set(commands), output
     assert all(len(text) > 10 for text in commands.values()), commands
-    assert "pytest" in commands["test"] and "ruff" in commands["lint"]
+    assert "pytest" in commands["test"]
+    assert "ruff" in commands["lint"] and "mypy" in commands["lint"]
 
 
 def test_help_on_one_command_and_on_none_that_exists() -> None:

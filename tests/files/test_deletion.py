@@ -18,6 +18,7 @@ import asyncpg
 from argus_files import deletion, keys
 from argus_files.segments import HEADER_SIZE, Header, IntegrityError, Opener
 from argus_shared import xut
+from argus_shared.db import one
 from argus_shared.nats import RpcError, request
 from argus_shared.web import NATS_KEY, SETTINGS_KEY
 from support.files_service import Files, stored_files
@@ -57,8 +58,8 @@ async def test_bytes_that_survive_deletion_are_unreadable(
     backup copy would survive: the key is already gone, so neither can ever be decrypted."""
     user, org, token = await files.member_of_new_org()
     found = await files.uploaded(token, org, user.id, b"secret survives?")
-    row = await admin.fetchrow("select * from files.objects where id = $1",
-                               uuid.UUID(found["id"]))
+    row = one(await admin.fetchrow("select * from files.objects where id = $1",
+                                   uuid.UUID(found["id"])))
     data_key = keys.unwrap(files.store.master, row["org_id"], row["id"],
                            bytes(row["wrapped_key"]))
     path = files.config.directory.resolve() / found["path"]
@@ -69,8 +70,8 @@ async def test_bytes_that_survive_deletion_are_unreadable(
     path.mkdir()
     (path / "stuck").write_bytes(backup)
     assert (await files.request("DELETE", f"/objects/{found['path']}", token)).status == 204
-    row = await admin.fetchrow("select * from files.objects where id = $1",
-                               uuid.UUID(found["id"]))
+    row = one(await admin.fetchrow("select * from files.objects where id = $1",
+                                   uuid.UUID(found["id"])))
     assert row["status"] == "shredded" and row["wrapped_key"] is None and row["key_kid"] is None
     assert (await files.download(token, found["path"])).status == 404
     # nothing in the database can open the surviving copy any more

@@ -64,7 +64,7 @@ async def test_record_refuses_an_unregistered_type(admin: Any) -> None:
 def test_a_mistyped_name_gets_a_suggestion() -> None:
     with pytest.raises(Problem) as refused:
         event_types.require_known(["wallet.deposited"], "action")
-    assert refused.value.status == 422 and "wallet.deposit" in refused.value.detail
+    assert refused.value.status == 422 and "wallet.deposit" in (refused.value.detail or "")
 
 
 async def test_the_audit_filter_and_subscriptions_know_the_catalogue(

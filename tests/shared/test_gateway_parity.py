@@ -262,6 +262,7 @@ async def gateways(
                                               trusted_proxies=trusted_proxies,
                                               openapi_file=document),
             ))
+            assert dev.port is not None  # started
             yield {"dev": dev.port, "compose": compose.port, "k8s": k8s.port}
     finally:
         await dev.close()

@@ -251,7 +251,10 @@ async def _listener_pid(admin: asyncpg.Connection, channel: str) -> int | None:
             " and pid <> pg_backend_pid()", f'LISTEN "{channel}"',
         )
 
-    await eventually(find, timeout=5)
+    async def found() -> bool:
+        return await find() is not None
+
+    await eventually(found, timeout=5)
     return await find()
 
 

@@ -104,7 +104,8 @@ async def test_an_unverified_request_gets_401_and_never_reaches_the_handler(
 ) -> None:
     handler = await served(Served())
     body = msgspec.json.encode({"user": "u-5"})
-    signer, audience, bound, now = keys, rpc_audience(SERVICE, handler.method), body, None
+    signer, audience, now = keys, rpc_audience(SERVICE, handler.method), None
+    bound: bytes | None = body
     if attack == "wrong_audience":
         audience = rpc_audience("files", handler.method)
     elif attack == "other_method":  # a token captured for one method, replayed to another
@@ -117,8 +118,8 @@ async def test_an_unverified_request_gets_401_and_never_reaches_the_handler(
         signer = KeyRing.parse(format_keyring({keys.current: os.urandom(32)}), "foreign")
     elif attack == "expired":
         now = 1_000_000_000.0
-    token = xut.sign(signer, CALLER, issuer="auth", audience=audience, body=bound, now=now)
-    token = {"no_token": None, "garbage": "v1.x.y.z"}.get(attack, token)
+    signed = xut.sign(signer, CALLER, issuer="auth", audience=audience, body=bound, now=now)
+    token = {"no_token": None, "garbage": "v1.x.y.z"}.get(attack, signed)
     answer = await raw_request(nc, handler.method, body, token)
     assert answer["error"]["status"] == 401, answer
     assert "result" not in answer

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from argus_shared import scopes
 from argus_shared.cli.documents import route_table, scopes_markdown
@@ -19,7 +20,7 @@ from support.web import offline_settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def handler(request: object) -> object:
+async def handler(request: web.Request) -> web.StreamResponse:
     raise AssertionError("never called")
 
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from argus_audit.app import create_app
-from argus_shared.settings import Settings
+from argus_shared.settings import KeyRing, Settings
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 from support.suite import Suite
 
@@ -44,6 +44,13 @@ class Audit:
     @property
     def settings(self) -> Settings:
         return self.app[SETTINGS_KEY]
+
+    @property
+    def master(self) -> KeyRing:
+        """The master key ring (the audit service requires one)."""
+        ring = self.settings.master_keys
+        assert ring is not None
+        return ring
 
     @property
     def pool(self) -> Any:

@@ -23,6 +23,7 @@ from argus_auth.routes import AUTH_KEY
 from argus_shared.mail import MailSettings
 from argus_shared.settings import Settings
 from support.hibp_server import HibpServer
+from support.mailbox import body_of
 
 PASSWORD = "correct horse battery staple"
 
@@ -86,7 +87,7 @@ class AuthService:
         for path in sorted(self.mailbox.glob("*.eml")):
             mail = message_from_bytes(path.read_bytes(), policy=policy.default)
             if str(mail["To"]) == email:
-                messages.append(mail.get_payload(decode=True).decode())
+                messages.append(body_of(mail))
         return messages
 
     def token_from_mail(self, email: str) -> str:

@@ -67,10 +67,10 @@ class Infra:
         await migrate_all(url, self.secrets, migrate_services)
         return url
 
-    def stack(self, database_url: str, **kwargs: object) -> Stack:
+    def stack(self, database_url: str, env: str = "dev") -> Stack:
         ports = {service: free_port() for service in SERVICES}
-        return Stack(self.secrets, database_url, self.nats_url, ports,  # type: ignore[arg-type]
-                     hibp_url=self.hibp.url, **kwargs)
+        return Stack(self.secrets, database_url, self.nats_url, ports, env=env,
+                     hibp_url=self.hibp.url)
 
 
 async def migrate_all(database_url: str, store: DevSecrets, services: tuple[str, ...]) -> None:

@@ -7,9 +7,17 @@ import asyncio
 import re
 import time
 from email import message_from_bytes, policy
+from email.message import Message
 from pathlib import Path
 
 DEADLINE = 60.0
+
+
+def body_of(mail: Message) -> str:
+    """The text of a single-part mail (what the services send)."""
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes), "a multipart mail"
+    return payload.decode()
 
 
 def tokens_in(mailbox: Path) -> dict[str, str]:
@@ -17,7 +25,7 @@ def tokens_in(mailbox: Path) -> dict[str, str]:
     found: dict[str, tuple[str, str]] = {}
     for path in mailbox.glob("*.eml"):
         mail = message_from_bytes(path.read_bytes(), policy=policy.default)
-        match = re.search(r"Token: (\S+)", mail.get_payload(decode=True).decode())
+        match = re.search(r"Token: (\S+)", body_of(mail))
         if match and (str(mail["To"]) not in found or path.name > found[str(mail["To"])][0]):
             found[str(mail["To"])] = (path.name, match.group(1))
     return {to: token for to, (_, token) in found.items()}
@@ -44,7 +52,7 @@ def mails_to(mailbox: Path, address: str) -> list[str]:
     for path in sorted(mailbox.glob("*.eml")):
         mail = message_from_bytes(path.read_bytes(), policy=policy.default)
         if str(mail["To"]) == address:
-            bodies.append(mail.get_payload(decode=True).decode())
+            bodies.append(body_of(mail))
     return bodies
 
 

@@ -102,12 +102,15 @@ def run_nginx(
             os.chown(path, NOBODY, NOBODY)
     who = f"uid {NOBODY} (nobody)" if as_root else f"uid {os.geteuid()}"
     config.stash.setdefault(USED, set()).add(f"{binary} ({version(binary)}) as {who}")
+    argv = [binary, "-p", f"{directory}/", "-e", str(logs["error.log"]), "-c", str(conf)]
     with logs["access.log"].open("ab") as out, logs["error.log"].open("ab") as err:
-        process = subprocess.Popen(
-            [binary, "-p", f"{directory}/", "-e", str(logs["error.log"]), "-c", str(conf)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-            **({"user": NOBODY, "group": NOBODY, "extra_groups": []} if as_root else {}),
-        )
+        if as_root:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                       start_new_session=True, user=NOBODY, group=NOBODY,
+                                       extra_groups=[])
+        else:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                       start_new_session=True)
     nginx = Nginx(process, port, directory)
     try:
         _wait_for_port(nginx)
@@ -137,5 +140,6 @@ def _wait_for_port(nginx: Nginx, timeout: float = 15.0) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config
                             ) -> None:
-    for used in sorted(config.stash.get(USED, set())):
+    used_by: set[str] = config.stash.get(USED, set())
+    for used in sorted(used_by):
         terminalreporter.write_line(f"nginx used by the gateway tests: {used}")

@@ -40,7 +40,7 @@ def mails(mailbox: Path | None, address: str) -> list[EmailMessage]:
     assert mailbox is not None
     found = [message_from_bytes(path.read_bytes(), policy=policy.default)
              for path in sorted(mailbox.glob("*.eml"))] if mailbox.is_dir() else []
-    return [mail for mail in found if str(mail["To"]) == address]  # type: ignore[misc]
+    return [mail for mail in found if str(mail["To"]) == address]
 
 
 def text(mail: EmailMessage) -> str:
@@ -221,7 +221,7 @@ class Inbox:
 
     async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
         mail = message_from_bytes(envelope.content, policy=policy.default)
-        self.messages.append((envelope.rcpt_tos[0], mail))  # type: ignore[arg-type]
+        self.messages.append((envelope.rcpt_tos[0], mail))
         return "250 OK"
 
 

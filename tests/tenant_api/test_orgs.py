@@ -152,7 +152,9 @@ async def test_a_demotion_by_another_replica_is_honoured_at_once(suite: Suite, a
     assert (await suite.call("GET", path, member.token))[0] == 200  # the admin role is cached
     await admin.execute("update tenant_api.memberships set role = 'viewer' where org_id = $1"
                         " and user_id = $2", uuid.UUID(org), uuid.UUID(member.id))
-    nc = await connect(suite.auth.auth.nc.connected_url.geturl(), "other-replica")
+    url = suite.auth.auth.nc.connected_url
+    assert url is not None
+    nc = await connect(url.geturl(), "other-replica")
     await revoke_membership(nc.jetstream(), org, member.id, "viewer")  # as the other replica did
     await nc.close()
     viewer = await suite.switch(member, org)

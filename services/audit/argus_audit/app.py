@@ -67,13 +67,14 @@ async def _consume(settings: Settings, app: web.Application) -> AsyncIterator[No
 
 
 async def _maintain(settings: Settings, every: int, app: web.Application) -> AsyncIterator[None]:
-    assert settings.master_keys is not None
+    master = settings.master_keys
+    assert master is not None
 
     async def loop() -> None:
         while True:
             await asyncio.sleep(every)
             try:
-                await maintenance.checkpoint_heads(app[POOL_KEY], settings.master_keys)
+                await maintenance.checkpoint_heads(app[POOL_KEY], master)
             except Exception:
                 log.exception("checkpointing failed")
 

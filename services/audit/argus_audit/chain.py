@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -16,6 +15,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from argus_shared.db import RowLike
 from argus_shared.settings import KeyRing
 
 GENESIS = bytes(32)
@@ -64,7 +64,7 @@ def canonical_json(value: Any) -> bytes:
     return fast
 
 
-def canonical(row: Mapping[str, Any]) -> bytes:
+def canonical(row: RowLike) -> bytes:
     """Stable bytes for one event, from the values as stored: canonical_json of the document
     (keys in sorted order here, so that only `data` needs sorting)."""
     occurred = row["occurred_at"]
@@ -85,7 +85,7 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def link(prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
+def link(prev_hash: bytes, row: RowLike) -> bytes:
     return hashlib.sha256(prev_hash + canonical(row)).digest()
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from prometheus_client import Counter, Histogram
@@ -98,7 +99,7 @@ class Ingest:
     async def _track_plans(self, conn: queries.Conn, stored: list[events.Event]) -> None:
         for event in stored:
             if event.type in (ORG_CREATED, ORG_UPDATED) and event.org_id:
-                await queries.upsert_plan(conn, event.org_id, event.data.get("plan"),
+                await queries.upsert_plan(conn, UUID(event.org_id), event.data.get("plan"),
                                           event.data.get("audit_retention_days"))
 
     async def _quarantine(self, conn: queries.Conn, refused: list[Received]) -> None:

@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from argus_audit import chain, queries
+from argus_shared.db import Conn
 from argus_shared.settings import KeyRing
 
 log = logging.getLogger("argus.audit.maintenance")
@@ -47,7 +48,7 @@ async def prune(owner_conn: asyncpg.Connection, master: KeyRing,
     return removed
 
 
-async def _prune_org(conn: asyncpg.Connection, master: KeyRing, org_id: UUID,
+async def _prune_org(conn: Conn, master: KeyRing, org_id: UUID,
                      cutoff: datetime) -> int:
     async with conn.transaction():
         last = await conn.fetchrow(

@@ -8,7 +8,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+from argus_shared.db import Conn
+
 Row = asyncpg.Record
 _encode = msgspec.json.Encoder().encode
 COLUMNS = ("org_id, seq, event_id, occurred_at, received_at, type, actor_type, actor_id,"
@@ -61,7 +62,7 @@ async def ensure_partitions(conn: Conn) -> None:
 
 async def events_page(conn: Conn, org_id: UUID, filters: dict[str, Any], after: int | None,
                       limit: int) -> list[Row]:
-    clauses, args = ["org_id = $1"], [org_id]
+    clauses, args = ["org_id = $1"], list[Any]([org_id])
     for column, value in filters.items():
         args.append(value)
         operator = {"since": ">=", "until": "<"}.get(column, "=")

@@ -19,7 +19,7 @@ from argus_shared.event_types import AUDIT_LOG_VIEWED, require_known
 from argus_shared.handlers import ctx_of
 from argus_shared.outbox import record
 from argus_shared.problem_types import UNKNOWN_EVENT_TYPE
-from argus_shared.routing import Answer, Route
+from argus_shared.routing import Answer, Guarded, Route
 from argus_shared.validation import parse_query
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 
@@ -114,7 +114,7 @@ async def checkpoint_key(request: web.Request) -> web.Response:
 
 
 ORG = "/orgs/{org_id}/audit"
-T = {"tags": ("audit",), "scopes": SCOPES, "roles": VIEWERS}
+T: Guarded = {"tags": ("audit",), "scopes": SCOPES, "roles": VIEWERS}
 ROUTES: list[Route] = [
     Route("GET", ORG + "/events", list_events, "Query the org's audit log (cursor pages)",
           query=schemas.EventsQuery,

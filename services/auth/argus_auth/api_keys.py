@@ -102,7 +102,7 @@ async def revoke(auth: Auth, org_id: UUID, project_id: UUID, key_id: UUID, actor
 
 
 async def announce_revocation(auth: Auth, key_id: UUID) -> None:
-    await auth.nc.publish(REVOKED_SUBJECT, str(key_id).encode())  # type: ignore[attr-defined]
+    await auth.nc.publish(REVOKED_SUBJECT, str(key_id).encode())
 
 
 async def purge_org(auth: Auth, org_id: UUID, ctx: Ctx) -> int:

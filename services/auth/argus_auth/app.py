@@ -27,7 +27,7 @@ from argus_shared.runner import service_app
 from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import ACCESS_KEY, LIMITER_KEY, NATS_KEY, POOL_KEY
 
-ORG_DELETED = events.subject_for("tenant-api", ORG_DELETED)
+ORG_DELETED_SUBJECT = events.subject_for("tenant-api", ORG_DELETED)
 
 
 def create_app(settings: Settings, config: AuthConfig | None = None) -> web.Application:
@@ -80,7 +80,7 @@ async def _auth_context(settings: Settings, config: AuthConfig,
         ]
         org_deletions = Consumer(nc, settings.xut_keys, durable=SERVICE,
                                  handler=partial(api_keys.org_deleted_handler, auth),
-                                 subject=ORG_DELETED, batch=20)
+                                 subject=ORG_DELETED_SUBJECT, batch=20)
         memberships = Consumer(nc, settings.xut_keys,
                                durable=f"{SERVICE}-memberships",
                                handler=partial(membership.membership_events_handler, auth),

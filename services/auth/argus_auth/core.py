@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from argus_auth.background import Background
@@ -31,7 +32,7 @@ class Auth:
     master: KeyRing
     xut_keys: KeyRing
     js: JetStreamContext
-    nc: object
+    nc: NatsClient
     http: aiohttp.ClientSession
     background: Background  # account-dependent work done after the answer
 

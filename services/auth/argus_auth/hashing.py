@@ -144,15 +144,16 @@ class HashingPool:
     async def _replace(self, dead: Worker) -> None:
         log.warning("a password hashing process died; starting a new one",
                     extra={"exit_code": dead.process.returncode, "calls": len(dead.calls)})
+        worker: Worker | None
         try:
-            worker: Worker | None = await Worker.start(self.params, self._replace)
+            started = await Worker.start(self.params, self._replace)
         except OSError as exc:  # the pool goes on with one process fewer
             log.error("a password hashing process could not be started",
                       extra={"error": str(exc)[:200]})
             worker = None
             self.workers.remove(dead)
         else:
-            self.workers[self.workers.index(dead)] = worker
+            self.workers[self.workers.index(dead)] = worker = started
         for call in dead.calls:
             if call.future.done():  # its caller has gone away
                 continue

@@ -7,9 +7,10 @@ cache: the answer costs one NATS round trip, and a stale answer is exactly the h
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from argus_auth import queries
@@ -54,7 +55,7 @@ async def lookup(auth: Auth, user_id: UUID | str, org_id: UUID | str, request_id
     identity = xut.Identity(sub=f"user:{user_id}", request_id=request_id or "")
     try:
         answer = await request(
-            auth.nc, auth.xut_keys, issuer="auth", service="tenant-api",  # type: ignore[arg-type]
+            auth.nc, auth.xut_keys, issuer="auth", service="tenant-api",
             method="membership", payload=payload, identity=identity,
         )
     except RpcError as exc:
@@ -91,7 +92,8 @@ async def of_project(auth: Auth, user_id: UUID, org_id: UUID, project_id: UUID,
 
 
 MEMBER_EVENTS = events.subject_for("tenant-api", "org.member.*")
-ROLE_AFTER = {MEMBER_REMOVED: lambda data: None,
+RoleAfter: TypeAlias = Callable[[dict[str, Any]], Any]
+ROLE_AFTER: dict[str, RoleAfter] = {MEMBER_REMOVED: lambda data: None,
               MEMBER_ROLE_CHANGED: lambda data: data.get("to"),
               MEMBER_ADDED: lambda data: data.get("role")}
 

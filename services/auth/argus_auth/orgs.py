@@ -31,7 +31,7 @@ async def step_up(auth: Auth, claims: AccessClaims, password: str | None, code: 
     if code is not None and not has_mfa:
         raise Problem(422, "this account has no second factor: step up with your password")
     ok, outcome = account is not None, None
-    if ok and password is not None:
+    if account is not None and password is not None:
         ok = await auth.passwords.verify(account["password_hash"], password)
     if ok and code is not None:
         async with auth.pool.acquire() as conn:

@@ -9,8 +9,8 @@ from uuid import UUID
 import asyncpg
 
 from argus_shared import outbox
+from argus_shared.db import Conn, one
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Row = asyncpg.Record
 
 
@@ -81,7 +81,7 @@ async def user_emails(conn: Conn) -> list[Row]:
 
 async def login_state(conn: Conn, email: str, email_hash: bytes) -> Row:
     """One round trip for a login: the account (if any), its lock, whether MFA is on."""
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         """
         select u.id, u.password_hash, u.email_verified_at, u.deactivated_at,
                t.failures, t.locked_until,
@@ -92,7 +92,7 @@ async def login_state(conn: Conn, email: str, email_hash: bytes) -> Row:
         left join login_throttle t on t.email_hash = $2
         """,
         email, email_hash,
-    )
+    ))
 
 
 # login throttle ---------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ async def lock_signing_keys(conn: Conn) -> None:
 # API keys (tenant table: call inside a tenant transaction) --------------------------------------
 
 async def insert_api_key(conn: Conn, values: dict[str, Any]) -> Row:
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         """
         insert into api_keys (org_id, id, project_id, name, prefix, key_hash, scopes, created_by,
                               expires_at, rotated_from_id)
@@ -395,7 +395,7 @@ async def insert_api_key(conn: Conn, values: dict[str, Any]) -> Row:
         values["org_id"], values["id"], values["project_id"], values["name"], values["prefix"],
         values["key_hash"], values["scopes"], values["created_by"], values["expires_at"],
         values.get("rotated_from_id"),
-    )
+    ))
 
 
 API_KEY_COLUMNS = ("org_id, id, project_id, name, prefix, scopes, created_at, expires_at,"

@@ -20,7 +20,7 @@ from argus_shared.problem_types import (
     STEP_UP_REQUIRED,
 )
 from argus_shared.request import CLIENT_IP, REQUEST_ID
-from argus_shared.routing import Answer, Route
+from argus_shared.routing import Answer, Answers, Public, Route
 from argus_shared.validation import parse_json
 from argus_shared.web import LIMITER_KEY
 
@@ -331,15 +331,17 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-PUBLIC = {"auth": "public", "tags": ("accounts",)}
+PUBLIC: Public = {"auth": "public", "tags": ("accounts",)}
 KEYS_PATH = "/orgs/{org_id}/projects/{project_id}/api-keys"
 # what handlers answer besides what their declarations imply (argus_shared.openapi)
-LINK_USED = {400: "The link's token is invalid, used or expired"}
-BREACHED = {422: "The password appears in known data breaches"}
-STEP_UP = {401: Answer("Step-up required: sign in again (POST /reauth) within 5 minutes",
-                       problems=(STEP_UP_REQUIRED,))}
-MEMBERSHIP = {503: Answer("Memberships cannot be checked right now (tenant-api is not "
-                          "answering)", headers={"Retry-After": "seconds to wait"})}
+LINK_USED: Answers = {400: "The link's token is invalid, used or expired"}
+BREACHED: Answers = {422: "The password appears in known data breaches"}
+STEP_UP: Answers = {
+    401: Answer("Step-up required: sign in again (POST /reauth) within 5 minutes",
+                problems=(STEP_UP_REQUIRED,))}
+MEMBERSHIP: Answers = {
+    503: Answer("Memberships cannot be checked right now (tenant-api is not answering)",
+                headers={"Retry-After": "seconds to wait"})}
 KEY_ADMIN = {**MEMBERSHIP, 403: Answer("The org requires MFA for your role",
                                        problems=(MFA_REQUIRED,))}
 

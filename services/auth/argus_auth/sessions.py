@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from argus_auth.events import Ctx, emit, prepare, user
 from argus_auth.queries import Conn
 from argus_shared import crypto
 from argus_shared.access import Revocations, issued_at
+from argus_shared.db import RowLike
 from argus_shared.errors import Problem
 from argus_shared.event_types import (
     LOGIN_SUCCEEDED,
@@ -58,7 +58,7 @@ def new_refresh_token() -> str:
     return REFRESH_PREFIX + secrets.token_urlsafe(32)
 
 
-def access_token(auth: Auth, session: Mapping[str, Any], now: datetime) -> str:
+def access_token(auth: Auth, session: RowLike, now: datetime) -> str:
     issued = issued_at(now.timestamp())
     claims = {
         "iss": auth.config.issuer, "aud": auth.config.audience, "sub": str(session["user_id"]),
@@ -77,7 +77,7 @@ async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx,
     both the login and the session it opened. Session, refresh token, event (and the cleared
     failure count) go in one statement, so this is atomic even outside a transaction."""
     now = auth.now()
-    session = {
+    session: dict[str, Any] = {
         "id": uuid.uuid4(), "user_id": user_id, "org_id": None, "role": None, "amr": amr,
         "auth_time": now, "ip": ctx.ip, "user_agent": (ctx.user_agent or "")[:500] or None,
         "expires_at": now + timedelta(seconds=auth.config.refresh_ttl), "now": now,
@@ -90,7 +90,7 @@ async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx,
                   auth.config.access_ttl)
 
 
-async def current_scope(auth: Auth, session: Mapping[str, Any], ctx: Ctx) -> Scope:
+async def current_scope(auth: Auth, session: RowLike, ctx: Ctx) -> Scope:
     """Ask tenant-api what the session's org scope may be now (no round trip without an org)."""
     org_id = session["org_id"]
     if org_id is None:
@@ -100,7 +100,7 @@ async def current_scope(auth: Auth, session: Mapping[str, Any], ctx: Ctx) -> Sco
     return Scope(org_id, org_id if role else None, role)
 
 
-async def scoped(conn: Conn, session: Mapping[str, Any], scope: Scope,
+async def scoped(conn: Conn, session: RowLike, scope: Scope,
                  ctx: Ctx) -> dict[str, Any]:
     """The session as a token may now carry it; a scope that changed (a removed or demoted
     member) is stored on the session, with its event, so it holds for every later token."""

@@ -30,7 +30,7 @@ from argus_shared.settings import ConfigError, Settings
 from argus_shared.web import NATS_KEY, POOL_KEY, READY_KEY
 
 DURABLE = "files"
-ORG_DELETED = events.subject_for("tenant-api", ORG_DELETED)
+ORG_DELETED_SUBJECT = events.subject_for("tenant-api", ORG_DELETED)
 log = logging.getLogger("argus.files")
 
 
@@ -102,7 +102,7 @@ async def _org_deletions(settings: Settings, app: web.Application) -> AsyncItera
                 await org_deleted(store, item)
 
     consumer = Consumer(app[NATS_KEY], settings.xut_keys, durable=DURABLE,
-                        handler=handle, subject=ORG_DELETED, batch=20)
+                        handler=handle, subject=ORG_DELETED_SUBJECT, batch=20)
     await consumer.start()
     yield
     await consumer.stop()

@@ -14,6 +14,7 @@ from argus_files import SERVICE, events, queries
 from argus_files.storage import StorageError, object_key
 from argus_files.store import Store
 from argus_shared import db
+from argus_shared.event_types import EventType
 from argus_shared.outbox import Ctx, record
 
 log = logging.getLogger("argus.files.deletion")
@@ -37,7 +38,7 @@ async def shred(store: Store, org_id: UUID, owner_id: UUID | None, object_id: UU
 
 
 def _event(org_id: UUID, owner_id: UUID | None, object_id: UUID | None
-           ) -> tuple[str, tuple[str, str]]:
+           ) -> tuple[EventType, tuple[str, str]]:
     if object_id is not None:
         return events.DELETED, ("file", str(object_id))
     if owner_id is not None:

@@ -8,7 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+from argus_shared.db import Conn
+
 Row = asyncpg.Record
 VIEW = ("org_id, owner_id, id, name, content_type, size, sha256, uploaded_by, created_at,"
         " stored_at")

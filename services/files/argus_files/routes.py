@@ -19,7 +19,7 @@ from argus_shared import db
 from argus_shared.errors import Problem
 from argus_shared.handlers import ctx_of, json, not_found, uuid_param
 from argus_shared.problem_types import INTEGRITY
-from argus_shared.routing import Answer, Header, Route
+from argus_shared.routing import Answer, Answers, Header, Route, Tagged
 from argus_shared.validation import parse_query
 
 READ_SCOPES = ("files:read",)
@@ -113,9 +113,9 @@ async def purge_org(request: web.Request) -> web.Response:
 ORG = "/objects/{org_id}"
 NAMESPACE = ORG + "/{user_id}"
 OBJECT = NAMESPACE + "/{object_id}"
-T = {"tags": ("files",)}
+T: Tagged = {"tags": ("files",)}
 # what handlers answer besides what their declarations imply (argus_shared.openapi)
-UPLOAD = {
+UPLOAD: Answers = {
     201: Answer("Stored", headers={"Location": "the new file's path"}),
     400: "A malformed multipart body, or a file name that is not UTF-8",
     403: "Not your own namespace (an API key's is `<org>/<key id>`)",
@@ -125,14 +125,14 @@ UPLOAD = {
          "multipart/form-data",
     422: "A file name with control characters, or longer than 255 characters",
 }
-DOWNLOAD = {
+DOWNLOAD: Answers = {
     206: Answer("One byte range of the file", headers={"Content-Range": "the range sent"}),
     416: Answer("The range is malformed or outside the file",
                headers={"Content-Range": "`bytes */<size>`"}),
     500: Answer("The stored object failed its integrity check and is not served",
                 problems=(INTEGRITY,)),
 }
-CURSOR = {422: "The cursor is not one this service gave out"}
+CURSOR: Answers = {422: "The cursor is not one this service gave out"}
 RANGE = (Header("Range", "One `bytes=` range (several, or another unit: the whole file)"),
          Header("If-Range", "The file's ETag: the range only if the file is still that one"))
 ROUTES: list[Route] = [

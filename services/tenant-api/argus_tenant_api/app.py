@@ -59,7 +59,7 @@ async def _consumers(settings: Settings, app: web.Application) -> AsyncIterator[
     accounts = Consumer(nc, settings.xut_keys, durable=f"{SERVICE}-accounts",
                         handler=partial(events.account_events, app[POOL_KEY], nc,
                                         settings.xut_keys),
-                        subject=events.EMAIL_CHANGED, batch=20)
+                        subject=events.EMAIL_CHANGED_SUBJECT, batch=20)
     await accounts.start()
     yield
     await accounts.stop()

@@ -20,7 +20,7 @@ from argus_shared.settings import KeyRing
 from argus_tenant_api import accounts, queries
 
 log = logging.getLogger("argus.tenant_api.events")
-EMAIL_CHANGED = events.subject_for("auth", EMAIL_CHANGED)
+EMAIL_CHANGED_SUBJECT = events.subject_for("auth", EMAIL_CHANGED)
 
 
 async def refresh_member_email(pool: asyncpg.Pool, nc: Client, keys: KeyRing, user_id: UUID,

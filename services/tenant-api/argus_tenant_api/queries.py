@@ -9,7 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+from argus_shared.db import Conn, one
+
 Row = asyncpg.Record
 
 
@@ -34,10 +35,10 @@ async def org(conn: Conn, org_id: UUID) -> Row | None:
 async def update_org(conn: Conn, org_id: UUID, changes: dict[str, Any]) -> Row:
     columns = list(changes)
     assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(columns))
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         f"update orgs set {assignments} where org_id = $1 returning *",
         org_id, *changes.values(),
-    )
+    ))
 
 
 async def delete_org(conn: Conn, org_id: UUID) -> None:
@@ -120,13 +121,13 @@ async def delete_member(conn: Conn, org_id: UUID, user_id: UUID) -> bool:
 
 
 async def insert_invitation(conn: Conn, values: dict[str, Any]) -> Row:
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "insert into invitations (org_id, id, email, role, token_hash, invited_by, expires_at)"
         " values ($1, $2, $3, $4, $5, $6, $7)"
         " returning org_id, id, email, role, expires_at, accepted_at, revoked_at, created_at",
         values["org_id"], values["id"], values["email"], values["role"], values["token_hash"],
         values["invited_by"], values["expires_at"],
-    )
+    ))
 
 
 INVITATION_COLUMNS = "org_id, id, email, role, expires_at, accepted_at, revoked_at, created_at"
@@ -142,10 +143,10 @@ async def invitation_for_update(conn: Conn, org_id: UUID, invitation_id: UUID) -
 async def renew_invitation(conn: Conn, org_id: UUID, invitation_id: UUID, token_hash: bytes,
                            expires_at: datetime) -> Row:
     """A new token (the old one's hash is gone: it stops working) and a new expiry."""
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "update invitations set token_hash = $3, expires_at = $4 where org_id = $1 and id = $2"
         f" returning {INVITATION_COLUMNS}", org_id, invitation_id, token_hash, expires_at,
-    )
+    ))
 
 
 async def member_email(conn: Conn, org_id: UUID, user_id: UUID) -> str | None:
@@ -182,10 +183,10 @@ async def accept_invitation(conn: Conn, org_id: UUID, invitation_id: UUID) -> bo
 
 async def insert_project(conn: Conn, org_id: UUID, project_id: UUID, name: str,
                          created_by: UUID) -> Row:
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "insert into projects (org_id, id, name, created_by) values ($1, $2, $3, $4)"
         " returning *", org_id, project_id, name, created_by,
-    )
+    ))
 
 
 async def projects(conn: Conn, org_id: UUID, user_id: UUID | str | None) -> list[Row]:
@@ -217,12 +218,12 @@ async def wallet(conn: Conn, org_id: UUID) -> Row | None:
 
 
 async def insert_entry(conn: Conn, values: dict[str, Any]) -> Row:
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "insert into ledger_entries (org_id, id, kind, amount_cents, description, actor)"
         " values ($1, $2, $3, $4, $5, $6) returning *",
         values["org_id"], values["id"], values["kind"], values["amount_cents"],
         values["description"], values["actor"],
-    )
+    ))
 
 
 async def add_to_balance(conn: Conn, org_id: UUID, cents: int) -> int:
@@ -288,11 +289,11 @@ async def owner_count(conn: Conn, org_id: UUID) -> int:
 
 
 async def insert_deletion(conn: Conn, user_id: UUID, due_at: Any, confirmed: Any) -> Row:
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "insert into user_deletions (user_id, due_at, confirmations) values ($1, $2, $3)"
         " on conflict (user_id) do update set user_id = excluded.user_id returning *",
         user_id, due_at, confirmed,
-    )
+    ))
 
 
 async def deletion(conn: Conn, user_id: UUID) -> Row | None:

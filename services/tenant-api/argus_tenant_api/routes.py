@@ -14,6 +14,7 @@ from aiohttp import web
 
 from argus_shared import db, emails, pages
 from argus_shared.access import PRINCIPAL, revoke_membership, revoke_org
+from argus_shared.db import one
 from argus_shared.errors import Problem
 from argus_shared.event_types import (
     INVITATION_REVOKED,
@@ -32,7 +33,7 @@ from argus_shared.nats import RpcError
 from argus_shared.outbox import record
 from argus_shared.problem_types import STEP_UP_REQUIRED
 from argus_shared.request import REQUEST_ID
-from argus_shared.routing import Answer, Header, Route
+from argus_shared.routing import Answer, Answers, Header, Route, Tagged
 from argus_shared.validation import decode, parse_json, parse_query, read_body
 from argus_shared.web import NATS_KEY, POOL_KEY, SETTINGS_KEY
 from argus_tenant_api import (
@@ -96,7 +97,7 @@ async def create_org(request: web.Request) -> web.Response:
         await queries.insert_member(conn, org_id, user_id, "owner", account.get("email"))
         await record(conn, SERVICE, ctx_of(request), ORG_CREATED, actor=("user", str(user_id)),
                      resource=("org", str(org_id)), org_id=org_id, data={"slug": body.slug})
-        row = await queries.org(conn, org_id)
+        row = one(await queries.org(conn, org_id))
     return json(org_view(row), 201)
 
 
@@ -111,7 +112,7 @@ async def my_orgs(request: web.Request) -> web.Response:
 async def get_org(request: web.Request) -> web.Response:
     async with tx(request) as conn:
         scope = await authorise(request, conn)
-        row = await queries.org(conn, scope.org_id)
+        row = one(await queries.org(conn, scope.org_id))  # a member's org exists
     return json(org_view(row))
 
 
@@ -278,6 +279,7 @@ async def create_project(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.NewProject)
     async with tx(request) as conn:
         scope = await authorise(request, conn)
+        assert scope.user_id is not None  # the route takes no API keys
         row = await queries.insert_project(conn, scope.org_id, uuid.uuid4(), body.name,
                                            scope.user_id)
         await record(conn, SERVICE, ctx_of(request), PROJECT_CREATED, actor=scope.actor,
@@ -317,7 +319,7 @@ async def delete_project(request: web.Request) -> web.Response:
 async def get_wallet(request: web.Request) -> web.Response:
     async with tx(request) as conn:
         scope = await authorise(request, conn)
-        row = await queries.wallet(conn, scope.org_id)
+        row = one(await queries.wallet(conn, scope.org_id))
     return json({"balance_cents": row["balance_cents"]})
 
 
@@ -362,6 +364,7 @@ async def _money(request: web.Request, kind: str) -> web.Response:
         result = await wallet.move(conn, scope, kind, body.amount_cents, body.description,
                                    ctx_of(request))
         response = json(result, 201)
+        assert isinstance(response.body, bytes)  # json() encodes its body at once
         answer = wallet.Answer(response.status, response.body, response.content_type)
         await queries.insert_idempotency(conn, scope.org_id, endpoint, key,
                                          fingerprint.canonical, answer, result)
@@ -420,12 +423,12 @@ async def export_members(request: web.Request) -> web.StreamResponse:
 
 
 ORG = "/orgs/{org_id}"
-ME = {"tags": ("data-subject",)}
-T = {"tags": ("orgs",)}
+ME: Tagged = {"tags": ("data-subject",)}
+T: Tagged = {"tags": ("orgs",)}
 # what handlers answer besides what their declarations imply (argus_shared.openapi)
-ACCOUNTS = {503: "Accounts cannot be checked right now (auth is not answering)"}
-LAST_OWNER = {409: "The last owner cannot leave or be demoted; make another owner first"}
-MONEY = {
+ACCOUNTS: Answers = {503: "Accounts cannot be checked right now (auth is not answering)"}
+LAST_OWNER: Answers = {409: "The last owner cannot leave or be demoted; make another owner first"}
+MONEY: Answers = {
     400: f"No {IDEMPOTENCY_HEADER} header of 1-200 characters",
     422: f"The {IDEMPOTENCY_HEADER} was already used on this endpoint with another request",
     201: Answer("Moved; a replay of an earlier key answers the first answer byte for byte",
@@ -435,8 +438,9 @@ IDEMPOTENCY = (Header(IDEMPOTENCY_HEADER, "One per money request: a retry with t
                       "and request answers the first answer again, never moving twice",
                       required=True, schema={"type": "string", "minLength": 1,
                                              "maxLength": 200}),)
-STEP_UP = {401: Answer("Step-up required: sign in again (auth POST /reauth) within 5 minutes",
-                       problems=(STEP_UP_REQUIRED,))}
+STEP_UP: Answers = {
+    401: Answer("Step-up required: sign in again (auth POST /reauth) within 5 minutes",
+                problems=(STEP_UP_REQUIRED,))}
 ROUTES: list[Route] = [
     Route("POST", "/orgs", create_org, "Create an org (you become its owner)",
           body=schemas.NewOrg, response=schemas.Org, status=201,

@@ -8,17 +8,18 @@ from uuid import UUID
 
 import asyncpg
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+from argus_shared.db import Conn, one
+
 Row = asyncpg.Record
 
 
 async def insert_endpoint(conn: Conn, values: dict[str, Any]) -> Row:
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "insert into endpoints (org_id, id, url, event_types, description)"
         " values ($1, $2, $3, $4, $5) returning *",
         values["org_id"], values["id"], values["url"], values["event_types"],
         values["description"],
-    )
+    ))
 
 
 async def insert_secret(conn: Conn, org_id: UUID, endpoint_id: UUID, secret_id: UUID,
@@ -176,4 +177,4 @@ async def insert_inbound(conn: Conn, provider: str, event_id: str) -> bool:
 
 
 async def queue_stats(conn: Conn) -> Row:
-    return await conn.fetchrow("select * from queue_stats()")
+    return one(await conn.fetchrow("select * from queue_stats()"))

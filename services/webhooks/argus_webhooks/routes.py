@@ -27,7 +27,7 @@ from argus_shared.event_types import (
 from argus_shared.handlers import ctx_of, iso, json, not_found, uuid_param
 from argus_shared.outbox import record
 from argus_shared.problem_types import UNKNOWN_EVENT_TYPE
-from argus_shared.routing import Answer, Route
+from argus_shared.routing import Answer, Guarded, Route
 from argus_shared.validation import NOT_SINGLE_LINE, decode, parse_json, read_body
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 from argus_webhooks import SERVICE, excerpt, queries, schemas, signing, ssrf
@@ -58,14 +58,15 @@ async def checked_url(request: web.Request, url: str) -> str:
     return url
 
 
-async def _new_secret(conn: Any, request: web.Request, org_id: UUID, endpoint_id: UUID) -> str:
+async def _new_secret(conn: db.Conn, request: web.Request, org_id: UUID, endpoint_id: UUID
+                      ) -> tuple[str, UUID]:
     secret = signing.new_secret()
     master = request.app[SETTINGS_KEY].master_keys
     assert master is not None
     sealed = crypto.seal(master, secret.encode(), secret_context(org_id, endpoint_id))
     secret_id = uuid.uuid4()
     await queries.insert_secret(conn, org_id, endpoint_id, secret_id, sealed)
-    return secret, secret_id  # type: ignore[return-value]
+    return secret, secret_id
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
@@ -235,7 +236,7 @@ def _verified_event(request: web.Request, provider: Provider, body: bytes
 
 
 ORG = "/orgs/{org_id}/webhooks"
-T = {"tags": ("webhooks",), "roles": ADMINS, "scopes": ("webhooks:write",)}
+T: Guarded = {"tags": ("webhooks",), "roles": ADMINS, "scopes": ("webhooks:write",)}
 # what handlers answer besides what their declarations imply (argus_shared.openapi)
 REFUSED = Answer("The URL is refused (not https, or it resolves to a private address), or an "
                  "event type is unknown", problems=(UNKNOWN_EVENT_TYPE,))

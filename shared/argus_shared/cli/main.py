@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     events.add_parser(commands)
     status.add_parser(commands)
     commands.add_parser("test", help="run the tests (pytest, given its arguments)")
-    commands.add_parser("lint", help="check the code (ruff check, given its arguments)")
+    commands.add_parser("lint", help="check the code: ruff check, then mypy (given arguments: "
+                        "ruff check with them)")
     helping = commands.add_parser("help", help="describe every command, or one")
     helping.add_argument("topic", nargs="?", metavar="command")
     return parser
@@ -102,16 +104,27 @@ def _passed_on(argv: Sequence[str]) -> tuple[str, list[str]] | None:
 
 
 def _run_tool(command: str, args: list[str]) -> None:
-    """Replace this process with pytest or ruff from this environment."""
+    """Replace this process with pytest, or ruff and then mypy, from this environment."""
     if command == "test":
         argv = [sys.executable, "-m", "pytest", *args]
     else:
-        ruff = Path(sys.executable).parent / "ruff"
-        if not ruff.exists():
-            _fail(f"ruff is not installed beside {sys.executable}; run ./argus lint", 1)
-        argv = [str(ruff), "check", *args]
+        ruff = [_beside_python("ruff"), "check", *args]
+        if args:  # ruff with what was given
+            argv = ruff
+        else:  # the whole check: ruff, then the type checker (pyproject.toml's configuration)
+            sys.stdout.flush()
+            if subprocess.run(ruff, check=False).returncode != 0:
+                raise SystemExit(1)
+            argv = [_beside_python("mypy")]
     sys.stdout.flush()
     os.execv(argv[0], argv)  # noqa: S606 - a fixed program of this environment, no shell
+
+
+def _beside_python(tool: str) -> str:
+    path = Path(sys.executable).parent / tool
+    if not path.exists():
+        _fail(f"{tool} is not installed beside {sys.executable}; run ./argus lint", 1)
+    return str(path)
 
 
 def _infra_ports(parser: argparse.ArgumentParser, env: Env) -> None:

@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -231,9 +231,9 @@ async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: lis
         await asyncio.gather(*(s.stop_child(SERVICE_STOP_TIMEOUT) for s in supervisors))
 
 
-async def _race(stop: asyncio.Event, awaitable: object) -> None:
+async def _race(stop: asyncio.Event, awaitable: Awaitable[object]) -> None:
     """Wait for `awaitable` or for `stop`, whichever comes first; re-raise its failure."""
-    work = asyncio.ensure_future(awaitable)  # type: ignore[arg-type]
+    work = asyncio.ensure_future(awaitable)
     stopped = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
     for task in (work, stopped):
