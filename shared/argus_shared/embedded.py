@@ -135,6 +135,7 @@ class EmbeddedPostgres:
         self.password = superuser_password
         self.proc: subprocess.Popen[bytes] | None = None
         self.user = _system_user()
+        self.settings: dict[str, str] = {}  # more `-c name=value` (WAL archiving)
 
     @property
     def admin_url(self) -> str:
@@ -205,6 +206,7 @@ class EmbeddedPostgres:
             "max_connections=300",
             "-c",
             "log_min_messages=warning",
+            *(f"-c{name}={value}" for name, value in self.settings.items()),
         ]
         if self.fast:
             args += [

@@ -15,7 +15,8 @@ from argus_shared.embedded import EmbeddedNats, EmbeddedPostgres
 from argus_shared.migrate import migrate, migrations_for
 from argus_shared.provision import provision
 from argus_shared.runner import StartupError, package_of
-from argus_shared.settings import OWNER_ROLE, SERVICES, Env, schema_of
+from argus_shared.settings import OWNER_ROLE, SERVICES, ConfigError, Env, schema_of
+from argus_shared.wal_archive import archive_settings, prepare_archive
 
 EMBEDDED_DATABASE = "argus"
 
@@ -39,7 +40,8 @@ class Infrastructure:
 
     @classmethod
     def from_env(
-        cls, data_dir: Path, pg_port: int, nats_port: int, *, need_nats: bool = True
+        cls, data_dir: Path, pg_port: int, nats_port: int, *, need_nats: bool = True,
+        archive: Path | None = None,
     ) -> Infrastructure:
         env = Env()
         store = ensure_dev_secrets(data_dir / "secrets")
@@ -50,7 +52,7 @@ class Infrastructure:
             or store.read("db-owner-password"),
         )
         try:
-            infra._database(env, data_dir, pg_port)
+            infra._database(env, data_dir, pg_port, archive)
             if need_nats and not infra.nats_url:
                 infra.nats = EmbeddedNats(data_dir / "nats", nats_port)
                 infra.nats.start()
@@ -61,14 +63,22 @@ class Infrastructure:
             raise
         return infra
 
-    def _database(self, env: Env, data_dir: Path, pg_port: int) -> None:
+    def _database(self, env: Env, data_dir: Path, pg_port: int, archive: Path | None) -> None:
         configured = env.str("ARGUS_DATABASE_URL")
         if configured:
+            if archive is not None:
+                raise ConfigError("--archive is for the embedded PostgreSQL; configure "
+                                  "archive_command on the server (deploy/backup-runbook.md)")
             self.database_url = without_credentials(configured)
             return
         self.pg = EmbeddedPostgres(
             data_dir / "pg", pg_port, self.secrets.read("pg-superuser-password")
         )
+        if archive is not None:
+            user = self.pg.user
+            prepare_archive(archive, (user.pw_uid, user.pw_gid) if user else None)
+            self.pg.settings.update(archive_settings(archive))
+            self.notes.append(f"WAL archive {archive / 'wal'}  (sealed under master-keys)")
         self.pg.start()
         base = f"postgresql://127.0.0.1:{pg_port}"
         self.database_url = f"{base}/{EMBEDDED_DATABASE}"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import asyncpg
 
-from argus_shared.cli import audit, events, gateway, status, up
+from argus_shared.backup_seal import BackupSealError
+from argus_shared.cli import audit, backup, events, gateway, restore, status, up
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
 from argus_shared.embedded import EmbeddedError
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                      default=env.int("ARGUS_SERVICE_PORT_BASE", 8101, 1, 65530),
                      help="first of five service ports (ARGUS_SERVICE_PORT_BASE; 8101)")
     _infra_ports(run, env)
+    run.add_argument("--archive", type=Path, default=env.str("ARGUS_WAL_ARCHIVE") or None,
+                     help="archive WAL continuously into DIR/wal, sealed (ARGUS_WAL_ARCHIVE)")
     mig = commands.add_parser("migrate", help="create roles and schemas, apply migrations")
     _infra_ports(mig, env)
     keys = commands.add_parser("keys", help="development secrets under <data-dir>/secrets")
@@ -69,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_parser(commands)
     events.add_parser(commands)
     status.add_parser(commands)
+    backup.add_parser(commands)
+    restore.add_parsers(commands)
     commands.add_parser("test", help="run the tests (pytest, given its arguments)")
     commands.add_parser("lint", help="check the code: ruff check, then mypy (given arguments: "
                         "ruff check with them)")
@@ -181,11 +186,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             gateway.run(args)
         elif args.command in ("events", "scopes"):
             events.run(args)
+        elif args.command == "backup":
+            backup.take(args)
+        elif args.command == "restore":
+            restore.restore(args)
+        elif args.command == "backups":
+            restore.list_backups(args)
         else:
             up.run(args)
     except audit.Failed as exc:
         _fail(str(exc), exc.code)
-    except status.Unavailable as exc:
+    except (status.Unavailable, backup.BackupFailed, restore.RestoreFailed,
+            BackupSealError) as exc:
         _fail(str(exc), 1)
     except (ConfigError, EmbeddedError) as exc:
         _fail(str(exc), 2)

@@ -30,6 +30,7 @@ from argus_shared.cli.supervisor import ServiceSupervisor
 from argus_shared.embedded import require_port
 from argus_shared.gateway import create_gateway
 from argus_shared.settings import SERVICES
+from argus_shared.wal_archive import Sealer
 
 SERVICE_STOP_TIMEOUT = 5.0
 ALLOW_NETS = "ARGUS_WEBHOOKS_ALLOW_NETS"
@@ -42,7 +43,11 @@ def run(args: argparse.Namespace) -> None:
     ports = {service: args.service_port_base + i for i, service in enumerate(SERVICES)}
     for what, port in [("gateway", args.port), *ports.items()]:
         require_port(port, what)
-    infra = Infrastructure.from_env(data_dir, args.pg_port, args.nats_port)
+    archive: Path | None = args.archive.resolve() if args.archive else None
+    infra = Infrastructure.from_env(data_dir, args.pg_port, args.nats_port, archive=archive)
+    sealer = Sealer(infra.secrets.keyring("master-keys"), archive) if archive else None
+    if sealer is not None:
+        sealer.start()
     try:
         asyncio.run(migrate_all(infra))
         stack = Stack(infra.secrets, infra.database_url, infra.nats_url, ports,
@@ -50,6 +55,8 @@ def run(args: argparse.Namespace) -> None:
         asyncio.run(_supervise(stack, args.port, data_dir, infra.notes))
     finally:
         infra.stop()
+        if sealer is not None:
+            sealer.stop()
     print("argus: stopped", flush=True)
 
 
