@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from argus_shared.backup_seal import BackupSealError
-from argus_shared.cli import audit, backup, events, gateway, restore, status, up
+from argus_shared.cli import audit, backup, events, gateway, prune, restore, status, up
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
 from argus_shared.embedded import EmbeddedError
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     events.add_parser(commands)
     status.add_parser(commands)
     backup.add_parser(commands)
-    restore.add_parsers(commands)
+    prune.add_parser(restore.add_parsers(commands))
     commands.add_parser("test", help="run the tests (pytest, given its arguments)")
     commands.add_parser("lint", help="check the code: ruff check, then mypy (given arguments: "
                         "ruff check with them)")
@@ -190,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             backup.take(args)
         elif args.command == "restore":
             restore.restore(args)
+        elif args.command == "backups" and args.action == "prune":
+            prune.prune(args)
         elif args.command == "backups":
             restore.list_backups(args)
         else:

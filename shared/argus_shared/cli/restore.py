@@ -19,6 +19,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 
@@ -30,6 +31,7 @@ from argus_shared.embedded import EmbeddedPostgres, free_port
 from argus_shared.settings import ConfigError, KeyRing
 from argus_shared.wal_archive import open_segment, seal_incoming, segments
 
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 STAGING = "argus_restore_wal"
 RECOVERY_TIMEOUT = 300.0
 
@@ -38,7 +40,8 @@ class RestoreFailed(Exception):
     """The restore was refused or failed; the message is one line."""
 
 
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parsers(commands: Commands) -> Commands:
+    """`restore` and `backups list`; the `backups` actions, for more (`prune`)."""
     restoring = commands.add_parser("restore", help="restore a backup (to a point in time) into "
                                     "a new data directory")
     restoring.add_argument("--from", dest="source", type=Path,
@@ -53,6 +56,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     actions = listing.add_subparsers(dest="action", required=True)
     listed = actions.add_parser("list", help="base backups, oldest first")
     listed.add_argument("--from", dest="source", type=Path)
+    return actions
 
 
 def bases(source: Path) -> list[Manifest]:
