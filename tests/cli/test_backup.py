@@ -48,11 +48,14 @@ async def _rows(data_dir: Path) -> dict[str, list[str]]:
         try:
             users = await conn.fetch("select email from auth.users order by email")
             orgs = await conn.fetch("select slug from tenant_api.orgs order by slug")
+            sent = await conn.fetchval("select count(*) from auth.outbox where sent_at is not null")
+            unsent = await conn.fetchval("select count(*) from auth.outbox where sent_at is null")
         finally:
             await conn.close()
     finally:
         await asyncio.to_thread(pg.stop)
-    return {"users": [r["email"] for r in users], "orgs": [r["slug"] for r in orgs]}
+    return {"users": [r["email"] for r in users], "orgs": [r["slug"] for r in orgs],
+            "outbox": [f"sent {sent}", f"unsent {unsent}"]}
 
 
 async def _write(gateway: Gateway, mailbox: Path, email: str) -> None:
@@ -115,6 +118,11 @@ def test_a_restore_to_t_holds_exactly_what_came_before_t(restored: Restored) -> 
 def test_a_restore_to_the_end_holds_everything(restored: Restored) -> None:
     assert restored.latest["users"] == sorted([BEFORE_BASE, AFTER_BASE, AFTER_T])
     assert restored.latest["orgs"] == ["first", "second", "third"]
+
+
+def test_a_restore_publishes_every_kept_outbox_event_again(restored: Restored) -> None:
+    sent, unsent = restored.latest["outbox"]
+    assert sent == "sent 0" and unsent != "unsent 0", restored.latest
 
 
 def test_the_backup_says_the_keys_are_not_in_it(restored: Restored) -> None:

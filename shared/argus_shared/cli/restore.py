@@ -178,6 +178,24 @@ async def _promoted(pg: EmbeddedPostgres, seconds: float) -> None:
     raise RestoreFailed(f"recovery did not finish within {seconds:.0f}s")
 
 
+async def _republish(pg: EmbeddedPostgres) -> int:
+    """Mark every outbox row that is still kept as unsent: the restored suite's relays publish
+    them again to its (empty) stream, and every consumer drops an event id it already has, so
+    an event sent before the restore point but consumed after it is not lost."""
+    conn = await asyncpg.connect(pg.admin_url.rsplit("/", 1)[0] + "/argus", timeout=10)
+    try:
+        tables = await conn.fetch("select table_schema from information_schema.tables"
+                                  " where table_name = 'outbox'")
+        total = 0
+        for row in tables:
+            done = await conn.execute(f'update "{row[0]}".outbox set sent_at = null'
+                                      " where sent_at is not null")
+            total += int(done.rsplit(" ", 1)[1])
+        return total
+    finally:
+        await conn.close()
+
+
 def _recover(pg_dir: Path, secrets: DevSecrets) -> None:
     pg = EmbeddedPostgres(pg_dir, free_port(), secrets.read("pg-superuser-password"))
     try:
@@ -187,6 +205,8 @@ def _recover(pg_dir: Path, secrets: DevSecrets) -> None:
         raise RestoreFailed(f"recovery failed: {exc}: {' | '.join(tail)}") from None
     try:
         asyncio.run(_promoted(pg, RECOVERY_TIMEOUT))
+        again = asyncio.run(_republish(pg))
+        print(f"argus: {again} outbox events marked to publish again (consumers dedupe by id)")
     finally:
         pg.stop()
     shutil.rmtree(pg_dir / STAGING, ignore_errors=True)
