@@ -12,8 +12,8 @@ from support.argus_up import ARGUS
 from support.processes import run_to_exit
 
 # at least these (`argus --help` may list more)
-COMMANDS = ("up", "migrate", "keys", "audit", "gateway", "events", "status", "test", "lint",
-            "help")
+COMMANDS = ("up", "migrate", "keys", "audit", "gateway", "events", "status", "backup", "backups",
+            "restore", "test", "lint", "help")
 
 
 def listed(output: str) -> dict[str, str]:
