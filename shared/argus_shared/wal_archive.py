@@ -10,6 +10,7 @@ window is bounded by the sealer's interval (2 s under `argus up`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from argus_shared.backup_seal import open_stream, seal_stream
+from argus_shared.deletions_journal import capture
 from argus_shared.settings import ConfigError, KeyRing
 
 INCOMING = "incoming"
@@ -80,14 +82,18 @@ def open_segment(keys: KeyRing, archive: Path, segment: str, target: Path) -> No
 class Sealer(threading.Thread):
     """Seals what PostgreSQL archives, every SEAL_INTERVAL seconds, until stopped."""
 
-    def __init__(self, keys: KeyRing, archive: Path) -> None:
+    def __init__(self, keys: KeyRing, archive: Path, admin_url: str | None = None) -> None:
         super().__init__(name="wal-sealer", daemon=True)
         self.keys, self.archive, self.stopping = keys, archive, threading.Event()
+        self.admin_url = admin_url  # to journal deletions (argus_shared.deletions_journal)
 
     def run(self) -> None:
         while not self.stopping.wait(SEAL_INTERVAL):
             with contextlib.suppress(OSError):
                 seal_incoming(self.keys, self.archive)
+            if self.admin_url:
+                with contextlib.suppress(Exception):  # not migrated yet, or PostgreSQL away
+                    asyncio.run(capture(self.admin_url, self.archive))
 
     def stop(self) -> None:
         self.stopping.set()

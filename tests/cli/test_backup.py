@@ -1,7 +1,8 @@
 """`argus backup` and `argus restore` with real processes: a suite under `argus up --archive`,
 users and orgs written through the gateway before the base, after it, and after a time T; a
 restore to T holds exactly what came before T, a restore to the end holds everything; a flipped
-byte, a changed manifest field or a missing master key ring makes a restore refuse.
+byte, a changed manifest field or a missing master key ring makes a restore refuse; an account
+deleted after T is absent from the restore to T too (the deletions journal).
 
 One base and two restores serve every assertion, so the file stays quick."""
 
@@ -21,10 +22,11 @@ import asyncpg
 import pytest
 
 from argus_shared.embedded import EmbeddedPostgres, free_port
-from support.argus_up import ARGUS, Gateway, free_ports, up_command, wait_for_banner
+from support.argus_up import ARGUS, PASSWORD, Gateway, free_ports, up_command, wait_for_banner
 from support.processes import Proc, run_to_exit
 
 BEFORE_BASE, AFTER_BASE, AFTER_T = "first@example.com", "second@example.com", "third@example.com"
+LEAVER = "leaver@example.com"  # in the base, deletes the account after T
 
 
 @dataclass
@@ -46,20 +48,29 @@ async def _rows(data_dir: Path) -> dict[str, list[str]]:
         url = pg.admin_url.rsplit("/", 1)[0] + "/argus"
         conn = await asyncpg.connect(url)
         try:
-            users = await conn.fetch("select email from auth.users order by email")
+            users = await conn.fetch("select email from auth.users where deactivated_at is null"
+                                     " order by email")
+            everyone = await conn.fetch("select email from auth.users order by email")
             orgs = await conn.fetch("select slug from tenant_api.orgs order by slug")
+            deletions = await conn.fetchval("select count(*) from tenant_api.user_deletions")
             sent = await conn.fetchval("select count(*) from auth.outbox where sent_at is not null")
             unsent = await conn.fetchval("select count(*) from auth.outbox where sent_at is null")
         finally:
             await conn.close()
     finally:
         await asyncio.to_thread(pg.stop)
-    return {"users": [r["email"] for r in users], "orgs": [r["slug"] for r in orgs],
-            "outbox": [f"sent {sent}", f"unsent {unsent}"]}
+    return {"users": [r["email"] for r in users], "all": [r["email"] for r in everyone],
+            "orgs": [r["slug"] for r in orgs],
+            "outbox": [f"sent {sent}", f"unsent {unsent}"], "deletions": [str(deletions)]}
 
 
 async def _write(gateway: Gateway, mailbox: Path, email: str) -> None:
     await gateway.org_owner(mailbox, email, email.split("@")[0])
+
+
+async def _delete_account(gateway: Gateway, token: str) -> None:
+    again = await gateway.call("POST", "/auth/reauth", token=token, body={"password": PASSWORD})
+    await gateway.call("DELETE", "/tenant/me", token=again["access_token"], expect=202)
 
 
 async def _switch_wal(data_dir: Path, port: int) -> None:
@@ -87,6 +98,7 @@ async def restored(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Re
         async with aiohttp.ClientSession() as http:
             gateway = Gateway(http, f"http://127.0.0.1:{ports['gateway']}")
             await _write(gateway, data_dir / "mailbox", BEFORE_BASE)
+            leaver = await gateway.logged_in(data_dir / "mailbox", LEAVER)
             code, backup_output = await asyncio.to_thread(
                 _argus, data_dir, "backup", "--to", str(archive))
             assert code == 0, backup_output
@@ -95,6 +107,7 @@ async def restored(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Re
             target = datetime.now(UTC).isoformat()
             await asyncio.sleep(1.5)
             await _write(gateway, data_dir / "mailbox", AFTER_T)
+            await _delete_account(gateway, leaver)
         await _switch_wal(data_dir, ports["pg"])
         proc.signal(signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 20)
@@ -123,6 +136,14 @@ def test_a_restore_to_the_end_holds_everything(restored: Restored) -> None:
 def test_a_restore_publishes_every_kept_outbox_event_again(restored: Restored) -> None:
     sent, unsent = restored.latest["outbox"]
     assert sent == "sent 0" and unsent != "unsent 0", restored.latest
+
+
+def test_an_account_deleted_after_t_is_deleted_again_on_restore(restored: Restored) -> None:
+    assert LEAVER not in restored.to_t["all"]  # its row is gone, sessions and factors with it
+    assert LEAVER not in restored.latest["users"]  # deactivated, as it was; the purge follows
+    assert restored.to_t["deletions"] == ["1"], restored.to_t  # the purge job finishes it
+    journal = (restored.archive / "deletions.jsonl").read_text()
+    assert len(journal.splitlines()) == 1 and LEAVER not in journal  # ids, never emails
 
 
 def test_the_backup_says_the_keys_are_not_in_it(restored: Restored) -> None:

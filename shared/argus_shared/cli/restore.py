@@ -26,6 +26,7 @@ import asyncpg
 from argus_shared.backup_manifest import Manifest, read_manifest, verified_manifest
 from argus_shared.backup_seal import BackupSealError, open_stream
 from argus_shared.cli.backup import BASE, default_dir
+from argus_shared.deletions_journal import reapply
 from argus_shared.devsecrets import DevSecrets, ensure_dev_secrets
 from argus_shared.embedded import EmbeddedPostgres, free_port
 from argus_shared.settings import ConfigError, KeyRing
@@ -178,25 +179,30 @@ async def _promoted(pg: EmbeddedPostgres, seconds: float) -> None:
     raise RestoreFailed(f"recovery did not finish within {seconds:.0f}s")
 
 
-async def _republish(pg: EmbeddedPostgres) -> int:
-    """Mark every outbox row that is still kept as unsent: the restored suite's relays publish
-    them again to its (empty) stream, and every consumer drops an event id it already has, so
-    an event sent before the restore point but consumed after it is not lost."""
+async def _after_recovery(pg: EmbeddedPostgres, archive: Path) -> tuple[int, int]:
+    """Before anyone is served: journaled deletions again, then the outbox re-published."""
     conn = await asyncpg.connect(pg.admin_url.rsplit("/", 1)[0] + "/argus", timeout=10)
     try:
-        tables = await conn.fetch("select table_schema from information_schema.tables"
-                                  " where table_name = 'outbox'")
-        total = 0
-        for row in tables:
-            done = await conn.execute(f'update "{row[0]}".outbox set sent_at = null'
-                                      " where sent_at is not null")
-            total += int(done.rsplit(" ", 1)[1])
-        return total
+        return await reapply(conn, archive), await _republish(conn)
     finally:
         await conn.close()
 
 
-def _recover(pg_dir: Path, secrets: DevSecrets) -> None:
+async def _republish(conn: asyncpg.Connection) -> int:
+    """Mark every outbox row that is still kept as unsent: the restored suite's relays publish
+    them again to its (empty) stream, and every consumer drops an event id it already has, so
+    an event sent before the restore point but consumed after it is not lost."""
+    tables = await conn.fetch("select table_schema from information_schema.tables"
+                              " where table_name = 'outbox'")
+    total = 0
+    for row in tables:
+        done = await conn.execute(f'update "{row[0]}".outbox set sent_at = null'
+                                  " where sent_at is not null")
+        total += int(done.rsplit(" ", 1)[1])
+    return total
+
+
+def _recover(pg_dir: Path, secrets: DevSecrets, archive: Path) -> None:
     pg = EmbeddedPostgres(pg_dir, free_port(), secrets.read("pg-superuser-password"))
     try:
         pg.start(timeout=RECOVERY_TIMEOUT)
@@ -205,8 +211,9 @@ def _recover(pg_dir: Path, secrets: DevSecrets) -> None:
         raise RestoreFailed(f"recovery failed: {exc}: {' | '.join(tail)}") from None
     try:
         asyncio.run(_promoted(pg, RECOVERY_TIMEOUT))
-        again = asyncio.run(_republish(pg))
-        print(f"argus: {again} outbox events marked to publish again (consumers dedupe by id)")
+        deleted, again = asyncio.run(_after_recovery(pg, archive))
+        print(f"argus: {deleted} journaled account deletions re-applied; {again} outbox events "
+              "marked to publish again (consumers dedupe by id)")
     finally:
         pg.stop()
     shutil.rmtree(pg_dir / STAGING, ignore_errors=True)
@@ -246,5 +253,5 @@ def _restore_into(args: argparse.Namespace, keys: KeyRing, source: Path, directo
     _recovery_config(pg_dir, args.target_time)
     print(f"argus: replaying WAL ({staged} archived files) to "
           f"{args.target_time or 'the end of the archive'}", flush=True)
-    _recover(pg_dir, ensure_dev_secrets(new / "secrets"))
+    _recover(pg_dir, ensure_dev_secrets(new / "secrets"), source)
     print(f"argus: restored into {new}; run: argus --data-dir {new} up", flush=True)

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> None:
         require_port(port, what)
     archive: Path | None = args.archive.resolve() if args.archive else None
     infra = Infrastructure.from_env(data_dir, args.pg_port, args.nats_port, archive=archive)
-    sealer = Sealer(infra.secrets.keyring("master-keys"), archive) if archive else None
+    sealer = (Sealer(infra.secrets.keyring("master-keys"), archive, infra.admin_url)
+              if archive else None)
     if sealer is not None:
         sealer.start()
     try:
