@@ -9,6 +9,7 @@ One base and two restores serve every assertion, so the file stays quick."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import tempfile
@@ -189,6 +190,14 @@ def test_without_the_master_keys_a_backup_cannot_be_read(restored: Restored) -> 
                           "--data-dir", str(restored.root / "never3"))
     assert code == 1, output
     assert "is not in the key ring" in output, output
+
+
+def test_a_drill_restores_the_latest_and_reports(restored: Restored) -> None:
+    code, output = _argus(restored.data_dir, "drill", "--from", str(restored.archive))
+    assert code == 0 and "drill passed" in output, output
+    report = json.loads((restored.archive / "drills" / "latest.json").read_text())
+    assert report["ok"] and all(report["checks"]["migrations_at_head"].values()), report
+    assert report["checks"]["wallets_unbalanced"] == 0 and report["not_checked"], report
 
 
 def test_a_restore_never_goes_into_an_existing_directory(restored: Restored) -> None:

@@ -13,7 +13,7 @@ from support.processes import run_to_exit
 
 # at least these (`argus --help` may list more)
 COMMANDS = ("up", "migrate", "keys", "audit", "gateway", "events", "status", "backup", "backups",
-            "restore", "test", "lint", "help")
+            "restore", "drill", "test", "lint", "help")
 
 
 def listed(output: str) -> dict[str, str]:

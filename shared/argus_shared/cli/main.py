@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from argus_shared.backup_seal import BackupSealError
-from argus_shared.cli import audit, backup, events, gateway, prune, restore, status, up
+from argus_shared.cli import audit, backup, drill, events, gateway, prune, restore, status, up
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
 from argus_shared.embedded import EmbeddedError
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_parser(commands)
     backup.add_parser(commands)
     prune.add_parser(restore.add_parsers(commands))
+    drill.add_parser(commands)
     commands.add_parser("test", help="run the tests (pytest, given its arguments)")
     commands.add_parser("lint", help="check the code: ruff check, then mypy (given arguments: "
                         "ruff check with them)")
@@ -190,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             backup.take(args)
         elif args.command == "restore":
             restore.restore(args)
+        elif args.command == "drill":
+            drill.drill(args)
         elif args.command == "backups" and args.action == "prune":
             prune.prune(args)
         elif args.command == "backups":
@@ -199,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except audit.Failed as exc:
         _fail(str(exc), exc.code)
     except (status.Unavailable, backup.BackupFailed, restore.RestoreFailed,
-            BackupSealError) as exc:
+            BackupSealError, drill.DrillFailed) as exc:
         _fail(str(exc), 1)
     except (ConfigError, EmbeddedError) as exc:
         _fail(str(exc), 2)
