@@ -54,6 +54,8 @@ async def _rows(data_dir: Path) -> dict[str, list[str]]:
             everyone = await conn.fetch("select email from auth.users order by email")
             orgs = await conn.fetch("select slug from tenant_api.orgs order by slug")
             deletions = await conn.fetchval("select count(*) from tenant_api.user_deletions")
+            ledger = await conn.fetchval("select coalesce(sum(amount_cents), 0)"
+                                         " from tenant_api.ledger_entries")
             sent = await conn.fetchval("select count(*) from auth.outbox where sent_at is not null")
             unsent = await conn.fetchval("select count(*) from auth.outbox where sent_at is null")
         finally:
@@ -62,11 +64,16 @@ async def _rows(data_dir: Path) -> dict[str, list[str]]:
         await asyncio.to_thread(pg.stop)
     return {"users": [r["email"] for r in users], "all": [r["email"] for r in everyone],
             "orgs": [r["slug"] for r in orgs],
-            "outbox": [f"sent {sent}", f"unsent {unsent}"], "deletions": [str(deletions)]}
+            "outbox": [f"sent {sent}", f"unsent {unsent}"], "deletions": [str(deletions)],
+            "ledger": [str(ledger)]}
 
 
 async def _write(gateway: Gateway, mailbox: Path, email: str) -> None:
-    await gateway.org_owner(mailbox, email, email.split("@")[0])
+    """A user, an org (their audit events) and a deposit into its wallet."""
+    org_id, token = await gateway.org_owner(mailbox, email, email.split("@")[0])
+    await gateway.call("POST", f"/tenant/orgs/{org_id}/wallet/deposits", token=token,
+                       body={"amount_cents": 100}, headers={"Idempotency-Key": email},
+                       expect=201)
 
 
 async def _delete_account(gateway: Gateway, token: str) -> None:
@@ -127,11 +134,13 @@ async def restored(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Re
 def test_a_restore_to_t_holds_exactly_what_came_before_t(restored: Restored) -> None:
     assert restored.to_t["users"] == sorted([BEFORE_BASE, AFTER_BASE])
     assert restored.to_t["orgs"] == ["first", "second"]
+    assert restored.to_t["ledger"] == ["200"]
 
 
 def test_a_restore_to_the_end_holds_everything(restored: Restored) -> None:
     assert restored.latest["users"] == sorted([BEFORE_BASE, AFTER_BASE, AFTER_T])
     assert restored.latest["orgs"] == ["first", "second", "third"]
+    assert restored.latest["ledger"] == ["300"]
 
 
 def test_a_restore_publishes_every_kept_outbox_event_again(restored: Restored) -> None:
