@@ -68,9 +68,15 @@ async def _rows(data_dir: Path) -> dict[str, list[str]]:
             "ledger": [str(ledger)]}
 
 
-async def _write(gateway: Gateway, mailbox: Path, email: str) -> None:
-    """A user, an org (their audit events) and a deposit into its wallet."""
+async def _write(gateway: Gateway, mailbox: Path, email: str, upload: bool = False) -> None:
+    """A user, an org (their audit events), a deposit into its wallet, perhaps a file."""
     org_id, token = await gateway.org_owner(mailbox, email, email.split("@")[0])
+    if upload:
+        me = await gateway.call("GET", "/auth/me", token=token)
+        stored = await gateway.send("POST", f"/files/objects/{org_id}/{me['id']}?name=a.txt",
+                                    token=token, data=b"kept in the base\n",
+                                    headers={"Content-Type": "text/plain"})
+        assert stored.status == 201, stored.text
     await gateway.call("POST", f"/tenant/orgs/{org_id}/wallet/deposits", token=token,
                        body={"amount_cents": 100}, headers={"Idempotency-Key": email},
                        expect=201)
@@ -105,7 +111,7 @@ async def restored(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Re
         await wait_for_banner(proc)
         async with aiohttp.ClientSession() as http:
             gateway = Gateway(http, f"http://127.0.0.1:{ports['gateway']}")
-            await _write(gateway, data_dir / "mailbox", BEFORE_BASE)
+            await _write(gateway, data_dir / "mailbox", BEFORE_BASE, upload=True)
             leaver = await gateway.logged_in(data_dir / "mailbox", LEAVER)
             code, backup_output = await asyncio.to_thread(
                 _argus, data_dir, "backup", "--to", str(archive))
@@ -141,6 +147,16 @@ def test_a_restore_to_the_end_holds_everything(restored: Restored) -> None:
     assert restored.latest["users"] == sorted([BEFORE_BASE, AFTER_BASE, AFTER_T])
     assert restored.latest["orgs"] == ["first", "second", "third"]
     assert restored.latest["ledger"] == ["300"]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_the_object_store_comes_back_byte_for_byte(restored: Restored) -> None:
+    original = _tree(restored.data_dir / "files")
+    assert original and _tree(restored.root / "latest" / "files") == original
+    assert all(b"kept in the base" not in data for data in original.values())  # encrypted
 
 
 def test_a_restore_publishes_every_kept_outbox_event_again(restored: Restored) -> None:
