@@ -55,6 +55,10 @@ UNKNOWN_EVENT_TYPE = _declare(
 INTEGRITY = _declare(
     "integrity", 500, "Stored object damaged",
     "The stored object failed its integrity check and is not served.")
+STREAM_CAP = _declare(
+    "stream-cap", 429, "Too many streams",
+    "The user (or API key) or the org already holds as many concurrent live-event streams "
+    "(`GET /stream`) as allowed: close one, or retry after `Retry-After` seconds.")
 
 
 def check_known(uris: list[str] | tuple[str, ...]) -> None:

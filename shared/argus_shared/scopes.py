@@ -37,6 +37,9 @@ WALLET_WRITE = _declare("wallet:write", "tenant-api",
                         "Deposit into and charge the wallet (each with an `Idempotency-Key`)")
 AUDIT_READ = _declare("audit:read", "audit",
                       "Query, export and verify the org's audit log (every view is audited too)")
+EVENTS_READ = _declare("events:read", "audit",
+                       "Receive the org's live events (`GET /stream`), of the families the "
+                       "key's other scopes read")
 WEBHOOKS_WRITE = _declare("webhooks:write", "webhooks",
                           "Manage the org's webhook endpoints and their secrets, read their "
                           "deliveries and attempts, deliver again")

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Gauge
@@ -14,6 +15,18 @@ from prometheus_client import Gauge
 from argus_audit import SERVICE, maintenance, rpc
 from argus_audit.ingest import Ingest, Metrics
 from argus_audit.routes import ROUTES
+from argus_audit.stream import Hub, control
+from argus_audit.stream import Metrics as StreamMetrics
+from argus_audit.stream_caps import Caps
+from argus_audit.stream_http import (
+    CAPS_KEY,
+    HUB_KEY,
+    RETRY_MS,
+    STREAM_CONFIG_KEY,
+    STREAM_METRICS_KEY,
+    StreamConfig,
+)
+from argus_shared.access import API_KEY_REVOKED_SUBJECT
 from argus_shared.consumer import Consumer
 from argus_shared.metrics import METRICS_KEY
 from argus_shared.nats import serve
@@ -40,8 +53,43 @@ def create_app(settings: Settings, checkpoint_seconds: int | None = None,
         user_authentication(auth_url, env.str("ARGUS_AUTH_ISSUER", "argus-auth") or "",
                             env.str("ARGUS_AUTH_AUDIENCE", "argus") or ""),
         partial(_consume, settings), partial(_maintain, settings, every),
-        partial(_rpc, settings),
+        partial(_rpc, settings), partial(_stream, settings, stream_config(env)),
     ])
+
+
+def stream_config(env: Env) -> StreamConfig:
+    return StreamConfig(per_user=env.int("ARGUS_STREAM_MAX_PER_USER", 5, 1),
+                        per_org=env.int("ARGUS_STREAM_MAX_PER_ORG", 200, 1),
+                        buffer=env.int("ARGUS_STREAM_BUFFER_EVENTS", 256, 1))
+
+
+async def _stream(settings: Settings, config: StreamConfig,
+                  app: web.Application) -> AsyncIterator[None]:
+    """The live-event fan-out (`GET /stream`): its own ordered consumer, the shared caps, API
+    keys closed on auth's revocation broadcast, and a drain when the process stops."""
+    nc = app[NATS_KEY]
+    metrics = app[STREAM_METRICS_KEY] = StreamMetrics(app[METRICS_KEY].registry)
+    app[STREAM_CONFIG_KEY] = config
+    hub = app[HUB_KEY] = Hub(nc.jetstream(), settings.xut_keys, metrics)
+    caps = app[CAPS_KEY] = Caps(config.per_user, config.per_org)
+    await caps.start(nc.jetstream())
+    await hub.start()
+
+    async def key_revoked(msg: Any) -> None:
+        key_id = msg.data.decode()
+        hub.close_where(lambda c: c.viewer.kind == "api_key" and c.viewer.id == key_id,
+                        "revoked", control("revoked"))
+
+    sub = await nc.subscribe(API_KEY_REVOKED_SUBJECT, cb=key_revoked)
+
+    async def drain(_: web.Application) -> None:
+        hub.close_where(lambda c: True, "draining", control("drain", retry_ms=RETRY_MS))
+
+    app.on_shutdown.append(drain)
+    yield
+    await sub.unsubscribe()
+    await hub.stop()
+    await caps.stop()
 
 
 async def _consume(settings: Settings, app: web.Application) -> AsyncIterator[None]:

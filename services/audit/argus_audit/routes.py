@@ -11,6 +11,7 @@ from aiohttp import web
 
 from argus_audit import SERVICE, chain, queries, schemas
 from argus_audit.export import export_chunks
+from argus_audit.stream_http import stream
 from argus_audit.verify import verify_chain
 from argus_shared import db, scoping
 from argus_shared.access import PRINCIPAL
@@ -18,8 +19,9 @@ from argus_shared.errors import Problem
 from argus_shared.event_types import AUDIT_LOG_VIEWED, require_known
 from argus_shared.handlers import ctx_of
 from argus_shared.outbox import record
-from argus_shared.problem_types import UNKNOWN_EVENT_TYPE
-from argus_shared.routing import Answer, Guarded, Route
+from argus_shared.problem_types import STREAM_CAP, UNKNOWN_EVENT_TYPE
+from argus_shared.routing import Answer, Guarded, Header, Route
+from argus_shared.scopes import EVENTS_READ
 from argus_shared.validation import parse_query
 from argus_shared.web import POOL_KEY, SETTINGS_KEY
 
@@ -129,4 +131,15 @@ ROUTES: list[Route] = [
           **T),
     Route("GET", "/checkpoint-key", checkpoint_key, "The public key that signs checkpoints",
           auth="public", tags=("audit",)),
+    Route("GET", "/stream", stream,
+          "Live events you may see, as server-sent events (resumable by Last-Event-ID)",
+          media_type="text/event-stream", query=schemas.StreamQuery, tags=("audit",),
+          scopes=(EVENTS_READ,),
+          headers=(Header("Last-Event-ID", "Resume after this stream position (an SSE `id:`)"),),
+          responses={400: "Last-Event-ID is not a stream position",
+                     422: Answer("A `types` prefix matches no event type",
+                                 problems=(UNKNOWN_EVENT_TYPE,)),
+                     429: Answer("Too many concurrent streams for the user, key or org",
+                                 problems=(STREAM_CAP,),
+                                 headers={"Retry-After": "seconds until a retry may succeed"})}),
 ]

@@ -23,3 +23,8 @@ class EventsQuery(Strict):
     until: datetime | None = None
     cursor: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,18}" + END)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+
+
+class StreamQuery(Strict):
+    types: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.,-]{1,500}" + END)] | None = None
+    since: Annotated[int, msgspec.Meta(ge=0)] | None = None
