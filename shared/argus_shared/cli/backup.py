@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -24,7 +25,7 @@ from argus_shared.backup_manifest import BackupFile, Manifest, write_manifest
 from argus_shared.backup_seal import seal_stream
 from argus_shared.cli.state import read_state
 from argus_shared.devsecrets import ensure_dev_secrets
-from argus_shared.embedded import pg_bin_dir
+from argus_shared.embedded import EmbeddedError, pg_bin_dir
 from argus_shared.settings import ConfigError, Env, KeyRing
 from argus_shared.wal_archive import seal_incoming
 
@@ -35,6 +36,29 @@ KEYS_WARNING = ("argus: THE MASTER KEYS ARE NOT IN THIS BACKUP. Without the key 
 
 class BackupFailed(Exception):
     """The backup could not be taken; the message is one line."""
+
+
+def pg_tool(name: str) -> str:
+    """A PostgreSQL client program: the embedded wheel's, else the one on PATH."""
+    try:
+        return str(pg_bin_dir() / name)
+    except EmbeddedError:
+        found = shutil.which(name)
+        if found is None:
+            raise BackupFailed(f"{name} is not installed (PostgreSQL client tools)") from None
+        return found
+
+
+def master_keys(data_dir: Path) -> KeyRing:
+    """The ring backups are sealed under: ARGUS_MASTER_KEYS_FILE (a mounted secret), else the
+    development ring under `<data-dir>/secrets`."""
+    mounted = Env().str("ARGUS_MASTER_KEYS_FILE")
+    if mounted:
+        try:
+            return KeyRing.parse(Path(mounted).read_text(), mounted)
+        except OSError as exc:
+            raise ConfigError(f"ARGUS_MASTER_KEYS_FILE {mounted}: {exc.strerror}") from None
+    return ensure_dev_secrets(data_dir / "secrets").keyring("master-keys")
 
 
 def default_dir(data_dir: Path) -> Path:
@@ -78,7 +102,7 @@ def _pump(source: IO[bytes], keys: KeyRing, target: Path, context: bytes) -> str
 def _base(host: str, port: int, password: str, keys: KeyRing, target: Path,
           context: bytes) -> tuple[str, str]:
     """Run pg_basebackup into `target`, sealed: (sha256, its stderr)."""
-    argv = [str(pg_bin_dir() / "pg_basebackup"), "-h", host, "-p", str(port), "-U", "postgres",
+    argv = [pg_tool("pg_basebackup"), "-h", host, "-p", str(port), "-U", "postgres",
             "-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "-v", "-P"]
     env = {**os.environ, "PGPASSWORD": password}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -139,7 +163,7 @@ def _file(directory: Path, name: str, holds: str, digest: str) -> BackupFile:
 
 
 def take(args: argparse.Namespace) -> Path:
-    keys = ensure_dev_secrets(args.data_dir / "secrets").keyring("master-keys")
+    keys = master_keys(args.data_dir)
     to = (args.to or default_dir(args.data_dir)).resolve()
     if (to / "incoming").is_dir():
         seal_incoming(keys, to)
@@ -172,6 +196,6 @@ def take(args: argparse.Namespace) -> Path:
 
 
 def _version() -> str:
-    out = subprocess.run([str(pg_bin_dir() / "postgres"), "--version"], capture_output=True,
+    out = subprocess.run([pg_tool("pg_basebackup"), "--version"], capture_output=True,
                          text=True, check=False)
     return out.stdout.strip().rsplit(" ", 1)[-1]

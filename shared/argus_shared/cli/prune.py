@@ -16,9 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from argus_shared.backup_manifest import Manifest
-from argus_shared.cli.backup import BASE, default_dir
+from argus_shared.cli.backup import BASE, default_dir, pg_tool
 from argus_shared.cli.restore import bases
-from argus_shared.embedded import pg_bin_dir
 from argus_shared.settings import Env
 from argus_shared.wal_archive import SEALED, WAL
 
@@ -55,6 +54,6 @@ def prune(args: argparse.Namespace) -> None:
             print(f"argus: dropped base {manifest.id} ({manifest.finished_at})")
     if keep:
         oldest = segment_of(keep[0].start_lsn, keep[0].timeline)
-        subprocess.run([str(pg_bin_dir() / "pg_archivecleanup"), "-x", SEALED,
+        subprocess.run([pg_tool("pg_archivecleanup"), "-x", SEALED,
                         str(source / WAL), oldest], check=True)
         print(f"argus: kept {len(keep)} bases and the WAL from {oldest} ({args.days} days)")

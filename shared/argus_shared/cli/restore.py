@@ -25,7 +25,7 @@ import asyncpg
 
 from argus_shared.backup_manifest import Manifest, read_manifest, verified_manifest
 from argus_shared.backup_seal import BackupSealError, open_stream
-from argus_shared.cli.backup import BASE, default_dir
+from argus_shared.cli.backup import BASE, default_dir, master_keys
 from argus_shared.deletions_journal import reapply
 from argus_shared.devsecrets import DevSecrets, ensure_dev_secrets
 from argus_shared.embedded import EmbeddedPostgres, free_port
@@ -225,7 +225,7 @@ def restore(args: argparse.Namespace) -> Path:
         raise RestoreFailed(f"{new} exists: a restore goes only into a new directory")
     source = (args.source or default_dir(args.data_dir)).resolve()
     secrets = ensure_dev_secrets(args.data_dir / "secrets")
-    keys = secrets.keyring("master-keys")
+    keys = master_keys(args.data_dir)
     if (source / "incoming").is_dir():
         seal_incoming(keys, source)
     directory = _choose(source, args.backup, args.target_time)
