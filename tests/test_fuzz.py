@@ -258,6 +258,8 @@ async def fuzz(target: Target, http: Any, statuses: Counter[int],
         async with http.request(method, yarl.URL(url, encoded=True), data=body,
                                 headers=headers) as response:
             statuses[response.status] += 1
+            if response.content_type == "text/event-stream" and response.status == 200:
+                return Reply(response.status, response.content_type, b"")  # live: never ends
             return Reply(response.status, response.content_type, await response.read())
 
     def send(*args: Any) -> Reply:
