@@ -5,7 +5,10 @@ PostgreSQL filled by `pgbench -i` (scale 10 by default, 100 with ARGUS_FULL=1).
 
     .venv/bin/python bench/backup_restore.py [--scale N]
 
-Not measured yet: WAL archive lag under the login/ledger write load.
+Then WAL archive lag: with `argus up --archive`'s settings and sealer, `pgbench` writes for a
+few seconds (20 with ARGUS_FULL=1); each second a segment switch is forced and the time until its
+sealed file appears is the lag (PostgreSQL's archive_command, then the 2-second sealer). The
+load is pgbench's, not the suite's login/ledger load.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from argus_shared.cli.backup import _base
 from argus_shared.cli.restore import _ChunkReader
 from argus_shared.embedded import EmbeddedPostgres, free_port, pg_bin_dir
 from argus_shared.settings import KeyRing
+from argus_shared.wal_archive import Sealer, archive_settings, prepare_archive, segments
 
 CONTEXT = b"bench/postgresql.tar"
 
@@ -61,6 +65,33 @@ def plain_extract(tar_path: Path, into: Path) -> None:
         tar.extractall(into / "pg", filter="data")
 
 
+def archive_lag(pg: EmbeddedPostgres, keys: KeyRing, archive: Path, seconds: int) -> list[float]:
+    """Force a segment switch once a second under pgbench load; each one's time to sealed."""
+    sealer = Sealer(keys, archive)
+    sealer.start()
+    load = subprocess.Popen([str(pg_bin_dir() / "pgbench"), "-T", str(seconds), "-c", "4", "-h",
+                             "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "postgres"],
+                            env={**os.environ, "PGPASSWORD": pg.password},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lags = []
+    try:
+        while load.poll() is None:
+            segment = subprocess.run(
+                [str(pg_bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                 "postgres", "-Atc", "select pg_walfile_name(pg_switch_wal())", "postgres"],
+                env={**os.environ, "PGPASSWORD": pg.password}, capture_output=True, text=True,
+                check=True).stdout.strip()
+            start = time.perf_counter()
+            while segment not in segments(archive) and time.perf_counter() - start < 30:
+                time.sleep(0.05)
+            lags.append(time.perf_counter() - start)
+            time.sleep(1)
+    finally:
+        load.wait()
+        sealer.stop()
+    return lags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=100 if os.environ.get("ARGUS_FULL") else 10)
@@ -89,6 +120,14 @@ def main() -> None:
         print(f"restore:     plain tar extract {megabytes / plain_restore:.0f} MB/s, "
               f"verify+extract {megabytes / our_restore:.0f} MB/s, ratio "
               f"{plain_restore / our_restore:.2f} of plain")
+        pg.stop()
+        archive = root / "archive"
+        prepare_archive(archive, (pg.user.pw_uid, pg.user.pw_gid) if pg.user else None)
+        pg.settings.update(archive_settings(archive))
+        pg.start()
+        lags = sorted(archive_lag(pg, keys, archive, 20 if os.environ.get("ARGUS_FULL") else 5))
+        print(f"WAL archive lag under pgbench load: median {lags[len(lags) // 2]:.2f} s, "
+              f"max {lags[-1]:.2f} s over {len(lags)} segments (sealer interval 2 s)")
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
