@@ -241,3 +241,43 @@ async def test_bad_last_event_id_and_types_are_4xx(suite: Suite, audit: Audit) -
                 "Authorization": f"Bearer {owner.token}", **headers}) as response:
             assert response.status == status
             assert response.content_type == "application/problem+json"
+
+
+@pytest.fixture
+async def replica(suite: Suite, settings_for: Any,
+                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Audit]:
+    """A second audit replica on the same NATS and PostgreSQL, with a cap of 2 per user."""
+    from aiohttp.test_utils import TestServer
+
+    from argus_audit.app import create_app
+
+    monkeypatch.setenv("ARGUS_STREAM_MAX_PER_USER", "2")
+    app = create_app(settings_for("audit"), checkpoint_seconds=3600, auth_url=suite.auth.base)
+    server = TestServer(app)
+    await server.start_server()
+    yield Audit(str(server.make_url("")).rstrip("/"), suite, app)
+    await server.close()
+
+
+async def test_the_user_cap_holds_across_two_replicas(
+        suite: Suite, audit: Audit, replica: Audit) -> None:
+    audit.app[CAPS_KEY].per_user = 2
+    owner = await suite.user()
+    await suite.org(owner)
+    held = [await listen(audit, owner.token), await listen(replica, owner.token)]
+    for service in (audit, replica):
+        async with suite.http.get(f"{service.base}/stream",
+                                  headers={"Authorization": f"Bearer {owner.token}"}) as r:
+            assert r.status == 429
+    await close_all(held)
+
+
+async def test_shutdown_drains_streams_with_a_retry_hint(suite: Suite, replica: Audit) -> None:
+    """What SIGTERM runs (aiohttp's shutdown): every stream gets `event: drain` and ends."""
+    owner = await suite.user()
+    await suite.org(owner)
+    stream = await listen(replica, owner.token)
+    await replica.app.shutdown()
+    await until(stream.ended.is_set, timeout=5)
+    assert stream.controls[-1] == "drain"
+    await close_all([stream])
