@@ -12,7 +12,6 @@ import asyncio
 import json
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -24,13 +23,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from argus_shared.embedded import free_port, port_free
 from argus_shared.settings import SERVICES
+from support.argus_up import PASSWORD, free_ports, up_command, wait_for_banner
 from support.mailbox import tokens_for
 from support.processes import Proc
 
-ARGUS = str(Path(sys.executable).parent / "argus")
-PASSWORD = "a long enough passphrase"
 DEADLINE = 60.0
 Line = dict[str, Any]
 Predicate = Callable[[Line], bool]
@@ -43,27 +40,6 @@ def data_dir() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="argus-up-rids-"))
     yield directory / "argus"
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def free_ports() -> dict[str, int]:
-    base = free_port()
-    while not all(port_free(base + i) for i in range(len(SERVICES))):
-        base = free_port()
-    return {"gateway": free_port(), "base": base, "pg": free_port(), "nats": free_port()}
-
-
-def up_command(data_dir: Path, ports: dict[str, int]) -> list[str]:
-    return [ARGUS, "--data-dir", str(data_dir), "up", "--port", str(ports["gateway"]),
-            "--service-port-base", str(ports["base"]), "--pg-port", str(ports["pg"]),
-            "--nats-port", str(ports["nats"])]
-
-
-async def wait_up(proc: Proc, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while "Press Ctrl-C to stop." not in proc.output:
-        if proc.popen.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"argus up did not come up: {proc.output}")
-        await asyncio.sleep(0.2)
 
 
 @dataclass
@@ -202,7 +178,7 @@ async def test_one_request_id_is_followed_through_rpc_and_events_into_every_serv
     proc = Proc.start(up_command(data_dir, ports), {"ARGUS_LOG_LEVEL": "DEBUG"},
                       tmp_path / "up.log")
     try:
-        await wait_up(proc)
+        await wait_for_banner(proc)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
             gateway = Gateway(http, f"http://127.0.0.1:{ports['gateway']}")
             scenario = await send_traced_requests(gateway, data_dir / "mailbox")
