@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -40,6 +39,7 @@ from support.deployments import (
 )
 from support.infra import Infra
 from support.offline import assert_loopback_settings
+from support.processes import Proc, wait_ready
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -94,22 +94,6 @@ def check_loopback(container: Container, files: dict[str, Path]) -> None:
             if key in files:
                 env[name] = str(files[key])
     assert_loopback_settings(env)
-
-
-async def ready(url: str, process: Any, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"exited {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"not ready in {timeout:.0f}s:\n{log.read_text()[-3000:]}")
 
 
 def workdir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
@@ -218,7 +202,8 @@ async def test_each_service_image_becomes_ready_on_a_read_only_root(
     where = workdir(tmp_path_factory, f"{flavour}-{service}")
     log = where / "output.log"
     with run(container, where, log) as process:
-        await ready(f"http://127.0.0.1:{container.env['ARGUS_PORT']}/readyz", process, log)
+        await wait_ready(f"http://127.0.0.1:{container.env['ARGUS_PORT']}/readyz",
+                         Proc(process, log), timeout=90)
         if service == "files":  # its objects live in the declared volume, nothing else
             [data] = [n for n, m in enumerate(container.mounts)
                       if m.target == container.env["ARGUS_FILES_DIR"]]
