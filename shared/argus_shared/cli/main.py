@@ -18,7 +18,18 @@ from pathlib import Path
 import asyncpg
 
 from argus_shared.backup_seal import BackupSealError
-from argus_shared.cli import audit, backup, drill, events, gateway, prune, restore, status, up
+from argus_shared.cli import (
+    audit,
+    backup,
+    bench,
+    drill,
+    events,
+    gateway,
+    prune,
+    restore,
+    status,
+    up,
+)
 from argus_shared.cli.infra import Infrastructure, migrate_all
 from argus_shared.devsecrets import KEYRINGS, ensure_dev_secrets, rotate_keyring
 from argus_shared.embedded import EmbeddedError
@@ -75,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_parser(commands)
     prune.add_parser(restore.add_parsers(commands))
     drill.add_parser(commands)
+    bench.add_parser(commands)
     commands.add_parser("test", help="run the tests (pytest, given its arguments)")
     commands.add_parser("lint", help="check the code: ruff check, then mypy (given arguments: "
                         "ruff check with them)")
@@ -193,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             restore.restore(args)
         elif args.command == "drill":
             drill.drill(args)
+        elif args.command == "bench":
+            bench.run(args)
         elif args.command == "backups" and args.action == "prune":
             prune.prune(args)
         elif args.command == "backups":
@@ -202,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except audit.Failed as exc:
         _fail(str(exc), exc.code)
     except (status.Unavailable, backup.BackupFailed, restore.RestoreFailed,
-            BackupSealError, drill.DrillFailed) as exc:
+            BackupSealError, drill.DrillFailed, bench.BenchFailed) as exc:
         _fail(str(exc), 1)
     except (ConfigError, EmbeddedError) as exc:
         _fail(str(exc), 2)
