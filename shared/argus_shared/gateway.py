@@ -39,6 +39,7 @@ from argus_shared.gateway_rules import (
     GATEWAY,
     HEALTH_BODY,
     IDLE_TIMEOUT_SECONDS,
+    LONG_IDLE_TIMEOUT_SECONDS,
     NOT_ALLOWED,
     OPENAPI_PATH,
     TOO_LARGE,
@@ -132,11 +133,13 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     request_id = given if re.fullmatch(rules.request_id, given) else uuid.uuid4().hex
     limit = _BodyLimit(rules.max_body_bytes)
     body = _limited(request.content, limit) if request.body_exists else None
+    session = request.app[SESSION_KEY]
     try:
-        async with request.app[SESSION_KEY].request(
+        async with session.request(
             request.method, URL(upstream + decision.target, encoded=True),
             headers=forward_headers(request, rules, request_id), data=body,
             allow_redirects=False, auto_decompress=False,
+            timeout=LONG_LIVED if rule.long_lived else session.timeout,
         ) as upstream_response:
             return await _relay_response(request, upstream_response)
     except aiohttp.ClientConnectionError:
@@ -191,6 +194,11 @@ async def _relay_response(
         await response.write(chunk)
     await response.write_eof()
     return response
+
+
+LONG_LIVED = aiohttp.ClientTimeout(
+    total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=LONG_IDLE_TIMEOUT_SECONDS
+)
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:

@@ -31,6 +31,7 @@ from argus_shared.gateway_rules import (
     GATEWAY,
     HEALTH_BODY,
     IDLE_TIMEOUT_SECONDS,
+    LONG_IDLE_TIMEOUT_SECONDS,
     NOT_ALLOWED,
     NOT_FOUND,
     TOO_LARGE,
@@ -60,6 +61,7 @@ FORMS: Mapping[str, NginxForm] = {
 # internal locations, reached only through the table's `local` rules (by rule name)
 HEALTH_LOCATION = "/.argus-gateway/healthz"
 OPENAPI_LOCATION = "/.argus-gateway/openapi.json"
+STREAM_LOCATION = "/.argus-gateway/stream"  # long-lived routes (event streams)
 LOCAL_LOCATIONS = {"health": HEALTH_LOCATION, "openapi": OPENAPI_LOCATION}
 CARRIED = {
     "client-address": "$remote_addr",
@@ -150,6 +152,7 @@ def _http(
         f"    default {quote(_value(NOT_FOUND.name))};",
         "}",
         "map $argus_route $argus_service { \"~^([a-z0-9-]+)/\" $1; default \"\"; }",
+        *_long_lived_map(rules),
         "map $request_uri $argus_log_path { \"~^([^?]*)\" $1; }",
         "map $http_x_request_id $argus_request_id {",
         f"    {quote('~' + rules.request_id)} $http_x_request_id;",
@@ -200,8 +203,17 @@ def _http(
     lines += [
         f"    if ($argus_route = {quote(_value(NOT_FOUND.name))}) "
         f"{{ return {NOT_FOUND.status} {quote(NOT_FOUND.problem())}; }}",
+        f"    if ($argus_long_lived) {{ rewrite ^ {STREAM_LOCATION} last; }}",
         "",
         "    location / { proxy_pass http://$argus_route; }",
+        f"    location = {STREAM_LOCATION} {{",
+        "        internal;",
+        "        proxy_buffering off;       # every event as it is written",
+        "        proxy_cache off;",
+        f"        proxy_read_timeout {LONG_IDLE_TIMEOUT_SECONDS}s;",
+        f"        proxy_send_timeout {LONG_IDLE_TIMEOUT_SECONDS}s;",
+        "        proxy_pass http://$argus_route;",
+        "    }",
         f"    location = {HEALTH_LOCATION} {{",
         "        internal;",
         "        default_type application/json;",
@@ -214,6 +226,15 @@ def _http(
         "}",
     ]
     return lines
+
+
+def _long_lived_map(rules: GatewayRules) -> list[str]:
+    """`$argus_long_lived`: 1 for a target a long-lived route's pattern matches. Checked after
+    every refusal and local rule, so only a target that rule decides gets there."""
+    lines = ["map $request_uri $argus_long_lived {"]
+    lines += [f"    {quote('~' + rule.pattern)} 1;" for rule in rules.rules
+              if rule.action == "route" and rule.long_lived]
+    return [*lines, '    default "";', "}"]
 
 
 def _openapi_location(openapi_file: str) -> list[str]:

@@ -31,7 +31,9 @@ The contract:
 - every header in `STRIPPED_HEADERS` a client sends is dropped (all copies, any case), and so is
   any header whose name is not letters, digits and `-` (nginx's `ignore_invalid_headers`, so
   `X_User_Token` is not a way round); the gateway then sets `SET_HEADERS` itself;
-- bodies stream both ways; one longer than `MAX_BODY_BYTES` is a 413.
+- bodies stream both ways; one longer than `MAX_BODY_BYTES` is a 413;
+- answers are never buffered; an event stream (`STREAM_PATHS`, e.g. `/audit/stream`) may stay
+  silent for `LONG_IDLE_TIMEOUT_SECONDS` instead of `IDLE_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Rule:
     status: int = 0
     title: str = ""
     service: str = ""
+    long_lived: bool = False  # a route whose answers are event streams (LONG_IDLE_TIMEOUT)
 
     def problem(self) -> str:
         return problem_body(self.status, self.title)
@@ -136,6 +139,8 @@ HEALTH_BODY = json.dumps({"status": "ok"})
 # own at each request)
 OPENAPI_PATH = "/openapi.json"
 OPENAPI_FILE = "deploy/openapi.json"
+# event streams (SSE): service -> path; routed like the prefix, with LONG_IDLE_TIMEOUT_SECONDS
+STREAM_PATHS: tuple[tuple[str, str], ...] = (("audit", "/stream"),)
 
 
 def path_rules(services: tuple[Service, ...]) -> tuple[Rule, ...]:
@@ -153,6 +158,10 @@ def path_rules(services: tuple[Service, ...]) -> tuple[Rule, ...]:
         Rule("openapi", f"^{literal(OPENAPI_PATH)}(?:[?]|$)", "local", 200),
         Rule("jwks", f"^({literal(JWKS_PATH)}{QUERY})[?]?$", "route", service=JWKS_SERVICE),
         Rule("internal", f"^/[^/?]+/(?:{blocked}){SEGMENT_END}", "refuse", 404, "Not Found"),
+        *(Rule(f"stream-{s.prefix}{path.replace('/', '-')}",
+               f"^/{literal(s.prefix)}({literal(path)}{QUERY})[?]?$", "route",
+               service=s.name, long_lived=True)
+          for s in services for name, path in STREAM_PATHS if name == s.name),
         *(Rule(f"prefix-{s.prefix}", f"^/{literal(s.prefix)}(/[^?]*{QUERY})[?]?$", "route",
                service=s.name) for s in services),
     )
@@ -186,6 +195,8 @@ REQUEST_ID = "^[A-Za-z0-9._:-]{8,128}$"
 MAX_BODY_BYTES = 101 * 1024 * 1024
 CONNECT_TIMEOUT_SECONDS = 5
 IDLE_TIMEOUT_SECONDS = 300  # longest silence while reading an answer
+# ... while reading an event stream (its heartbeats come every 15 s; a client reconnects anyway)
+LONG_IDLE_TIMEOUT_SECONDS = 3600
 
 
 _ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*(?=[/?]|$)")

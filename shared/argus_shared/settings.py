@@ -201,6 +201,12 @@ class Settings:
     shutdown_timeout: float = 8.0
     outbox_keep_seconds: int = 3600
     outbox_prune_seconds: int = 15
+    # live events (`GET /audit/stream`): caps, back-pressure, keep-alive, cap leases
+    stream_max_per_user: int = 5
+    stream_max_per_org: int = 200
+    stream_buffer_events: int = 256
+    stream_heartbeat_seconds: float = 15.0
+    stream_lease_seconds: float = 30.0
 
     @property
     def schema(self) -> str:
@@ -251,6 +257,11 @@ class Settings:
             shutdown_timeout=float(env.int("ARGUS_SHUTDOWN_TIMEOUT", 8, 1, 300)),
             outbox_keep_seconds=_outbox_keep_seconds(env),
             outbox_prune_seconds=env.int("ARGUS_OUTBOX_PRUNE_SECONDS", 15, 1, 86400),
+            stream_max_per_user=env.int("ARGUS_STREAM_MAX_PER_USER", 5, 1, 10_000),
+            stream_max_per_org=env.int("ARGUS_STREAM_MAX_PER_ORG", 200, 1, 1_000_000),
+            stream_buffer_events=env.int("ARGUS_STREAM_BUFFER_EVENTS", 256, 1, 100_000),
+            stream_heartbeat_seconds=float(env.int("ARGUS_STREAM_HEARTBEAT_SECONDS", 15, 1, 300)),
+            stream_lease_seconds=float(env.int("ARGUS_STREAM_LEASE_SECONDS", 30, 3, 3600)),
         )
 
 

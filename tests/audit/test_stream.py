@@ -244,15 +244,14 @@ async def test_bad_last_event_id_and_types_are_4xx(suite: Suite, audit: Audit) -
 
 
 @pytest.fixture
-async def replica(suite: Suite, settings_for: Any,
-                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Audit]:
+async def replica(suite: Suite, settings_for: Any) -> AsyncIterator[Audit]:
     """A second audit replica on the same NATS and PostgreSQL, with a cap of 2 per user."""
     from aiohttp.test_utils import TestServer
 
     from argus_audit.app import create_app
 
-    monkeypatch.setenv("ARGUS_STREAM_MAX_PER_USER", "2")
-    app = create_app(settings_for("audit"), checkpoint_seconds=3600, auth_url=suite.auth.base)
+    settings = settings_for("audit", ARGUS_STREAM_MAX_PER_USER="2")
+    app = create_app(settings, checkpoint_seconds=3600, auth_url=suite.auth.base)
     server = TestServer(app)
     await server.start_server()
     yield Audit(str(server.make_url("")).rstrip("/"), suite, app)

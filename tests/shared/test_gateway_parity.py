@@ -71,6 +71,10 @@ CASES: list[Case] = [
     to("/tenant/internal-notes", "tenant-api", "/internal-notes"),
     to("/audit/events?since=2024-01-01T00:00:00Z", "audit", "/events?since=2024-01-01T00:00:00Z"),
     to("/audit/metrics.json", "audit", "/metrics.json"),
+    to("/audit/stream", "audit", "/stream"),  # the long-lived route (event streams)
+    to("/audit/stream?types=org.&since=5", "audit", "/stream?types=org.&since=5"),
+    to("/audit/stream?", "audit", "/stream"),
+    to("/audit/streams", "audit", "/streams"),
     to("/webhooks/endpoints", "webhooks", "/endpoints"),
     to("/webhooks/in/%25", "webhooks", "/in/%25"),
     to("/files/objects/o/u/obj", "files", "/objects/o/u/obj"),

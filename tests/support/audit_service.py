@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -64,3 +65,23 @@ async def audit(suite: Suite, settings_for: Callable[..., Settings]) -> AsyncIte
     await server.start_server()
     yield Audit(str(server.make_url("")).rstrip("/"), suite, app)
     await server.close()
+
+
+@pytest.fixture
+async def make_audit(suite: Suite, settings_for: Callable[..., Settings]
+                     ) -> AsyncIterator[Callable[..., Any]]:
+    """`await make_audit(stream_heartbeat_seconds=0.5)`: an audit app in-process with some
+    settings changed (another replica on the same PostgreSQL and NATS)."""
+    servers: list[TestServer] = []
+
+    async def start(**changes: Any) -> Audit:
+        settings = dataclasses.replace(settings_for("audit"), **changes)
+        app = create_app(settings, checkpoint_seconds=3600, auth_url=suite.auth.base)
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        return Audit(str(server.make_url("")).rstrip("/"), suite, app)
+
+    yield start
+    for server in servers:
+        await server.close()

@@ -53,14 +53,16 @@ def create_app(settings: Settings, checkpoint_seconds: int | None = None,
         user_authentication(auth_url, env.str("ARGUS_AUTH_ISSUER", "argus-auth") or "",
                             env.str("ARGUS_AUTH_AUDIENCE", "argus") or ""),
         partial(_consume, settings), partial(_maintain, settings, every),
-        partial(_rpc, settings), partial(_stream, settings, stream_config(env)),
+        partial(_rpc, settings), partial(_stream, settings, stream_config(settings)),
     ])
 
 
-def stream_config(env: Env) -> StreamConfig:
-    return StreamConfig(per_user=env.int("ARGUS_STREAM_MAX_PER_USER", 5, 1),
-                        per_org=env.int("ARGUS_STREAM_MAX_PER_ORG", 200, 1),
-                        buffer=env.int("ARGUS_STREAM_BUFFER_EVENTS", 256, 1))
+def stream_config(settings: Settings) -> StreamConfig:
+    return StreamConfig(per_user=settings.stream_max_per_user,
+                        per_org=settings.stream_max_per_org,
+                        buffer=settings.stream_buffer_events,
+                        heartbeat=settings.stream_heartbeat_seconds,
+                        lease=settings.stream_lease_seconds)
 
 
 async def _stream(settings: Settings, config: StreamConfig,
@@ -71,7 +73,7 @@ async def _stream(settings: Settings, config: StreamConfig,
     metrics = app[STREAM_METRICS_KEY] = StreamMetrics(app[METRICS_KEY].registry)
     app[STREAM_CONFIG_KEY] = config
     hub = app[HUB_KEY] = Hub(nc.jetstream(), settings.xut_keys, metrics)
-    caps = app[CAPS_KEY] = Caps(config.per_user, config.per_org)
+    caps = app[CAPS_KEY] = Caps(config.per_user, config.per_org, config.lease)
     await caps.start(nc.jetstream())
     await hub.start()
 

@@ -1,25 +1,27 @@
 """Concurrent-stream caps that hold across replicas: each open stream holds a lease in the NATS
-KV bucket `argus_stream_leases` (`user.<id>.<conn>` and `org.<id>.<conn>`), renewed every
-`RENEW_SECONDS`; the bucket's TTL (`LEASE_SECONDS`) lets the slots of a crashed replica come
-back by themselves. A new stream writes its leases first and then counts: over a cap, it takes
-them back and is refused, so two replicas racing for the last slot can both refuse but never
-both pass. Staleness: a crashed replica's slots stay taken for at most `LEASE_SECONDS`."""
+KV bucket `argus_stream_leases` (`user.<id>.<conn>` or `api_key.<id>.<conn>`, and
+`org.<id>.<conn>`), renewed every third of the bucket's TTL (`ARGUS_STREAM_LEASE_SECONDS`,
+30 s); the TTL lets the slots of a crashed replica come back by themselves. A new stream
+writes its leases first and then counts: over a cap, it takes them back and is refused, so two
+replicas racing for the last slot can both refuse but never both pass. A count reads only the
+keys under one principal's prefix (a watch filtered by the server on `<prefix>.*`), never the
+whole bucket. Staleness: a crashed replica's slots stay taken for at most the TTL (plus the
+server's expiry sweep)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError
 
 BUCKET = "argus_stream_leases"
-LEASE_SECONDS = 30.0
-RENEW_SECONDS = 10.0
+STREAM = f"KV_{BUCKET}"
 
 
 class CapReached(Exception):
@@ -35,8 +37,8 @@ class Lease:
 
 
 class Caps:
-    def __init__(self, per_user: int, per_org: int) -> None:
-        self.per_user, self.per_org = per_user, per_org
+    def __init__(self, per_user: int, per_org: int, lease_seconds: float = 30.0) -> None:
+        self.per_user, self.per_org, self.lease_seconds = per_user, per_org, lease_seconds
         self.kv: Any = None
         self.held: dict[str, Lease] = {}
         self._task: asyncio.Task[None] | None = None
@@ -46,7 +48,10 @@ class Caps:
             self.kv = await js.key_value(BUCKET)
         except BucketNotFoundError:
             self.kv = await js.create_key_value(KeyValueConfig(
-                bucket=BUCKET, ttl=LEASE_SECONDS, history=1, storage=StorageType.MEMORY))
+                bucket=BUCKET, ttl=self.lease_seconds, history=1, storage=StorageType.MEMORY))
+        info = await js.stream_info(STREAM)
+        if info.config.max_age != self.lease_seconds:  # the TTL is the last started replica's
+            await js.update_stream(replace(info.config, max_age=self.lease_seconds))
         self._task = asyncio.create_task(self._renew(), name="stream-leases")
 
     async def stop(self) -> None:
@@ -80,17 +85,32 @@ class Caps:
                 await self.kv.delete(key)
 
     async def _count(self, prefix: str) -> int:
-        """Leases under `prefix` (listed whole and matched here: the bucket holds only the
-        open streams, and older servers ignore key filters)."""
+        """The live leases under `prefix`: the server delivers only `<prefix>.*` (last value
+        per key, headers only), deleted ones skipped."""
+        watcher = await self.kv.watch(f"{prefix}.*", meta_only=True, ignore_deletes=True)
+        count = 0
         try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return 0
-        return sum(1 for key in keys if key.startswith(prefix + "."))
+            async for entry in watcher:
+                if entry is None:
+                    break
+                count += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+        return count
+
+    async def ttl(self) -> float:
+        """The bucket's TTL now (another replica may have changed it)."""
+        status = await self.kv.status()
+        return float(status.ttl or self.lease_seconds)
 
     async def _renew(self) -> None:
         while True:
-            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                every = await self.ttl() / 3
+            except Exception:
+                every = self.lease_seconds / 3
+            await asyncio.sleep(every)
             for lease in list(self.held.values()):
                 for key in lease.keys:
                     with contextlib.suppress(Exception):

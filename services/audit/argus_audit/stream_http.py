@@ -36,6 +36,7 @@ class StreamConfig:
     per_org: int = 200
     buffer: int = 256  # frames a connection may fall behind before it is dropped
     heartbeat: float = 15.0
+    lease: float = 30.0  # TTL of a cap lease in NATS KV
 
 
 HUB_KEY = web.AppKey("stream_hub", Hub)
