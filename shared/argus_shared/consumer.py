@@ -78,6 +78,11 @@ def published_at(msg: Msg) -> float:
     return msg.metadata.timestamp.timestamp()
 
 
+# Every reason verify_message refuses a message for (the part before any ": detail").
+REFUSALS = ("missing_token", *(f"token_{reason}" for reason in xut.REASONS), "bad_envelope",
+            "org_mismatch")
+
+
 def verify_message(keys: KeyRing, msg: Msg) -> Received:
     """Check the X-User-Token (signature, audience, body hash; expiry judged at the time the
     stream stored the message, so a backlog is not refused for its age) and the envelope."""

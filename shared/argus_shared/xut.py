@@ -26,6 +26,11 @@ MAX_TOKEN_BYTES = 4096
 CLOCK_SKEW = 5  # seconds a token's iat may lie in the future
 
 
+# Every reason a TokenError gives (metrics name them up front, so a first refusal counts).
+REASONS = ("oversized", "malformed", "unknown_kid", "bad_signature", "wrong_audience",
+           "wrong_issuer", "expired", "bad_times", "body_not_bound", "body_mismatch")
+
+
 class TokenError(Exception):
     """The token is refused. `reason` is a short code safe to log (never the token itself)."""
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +124,11 @@ def test_body_binding_for_nats_messages() -> None:
 
 def test_token_repr_of_keyring_never_shows_keys() -> None:
     assert base64.urlsafe_b64encode(KEYS.current_key).decode()[:10] not in repr(KEYS)
+
+
+def test_every_refusal_reason_is_named_up_front() -> None:
+    """Metrics create a series per reason before the first refusal; a reason raised but not in
+    REASONS would start its series at 1, and increase() would never see that first one."""
+    source = Path(xut.__file__).read_text()
+    raised = set(re.findall(r'TokenError\("(\w+)"\)', source))
+    assert raised == set(xut.REASONS)

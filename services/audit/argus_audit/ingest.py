@@ -22,7 +22,7 @@ from prometheus_client import Counter, Histogram
 
 from argus_audit import chain, queries
 from argus_shared import events
-from argus_shared.consumer import Received
+from argus_shared.consumer import REFUSALS, Received
 from argus_shared.event_types import ORG_CREATED, ORG_UPDATED
 from argus_shared.logs import request_context
 
@@ -38,6 +38,8 @@ class Metrics:
         self.quarantined = Counter("argus_audit_events_quarantined",
                                    "Messages refused into quarantine", ["reason"],
                                    registry=registry)
+        for reason in (*REFUSALS, "duplicate_id", "unstorable"):  # 0 first: increase() sees 1
+            self.quarantined.labels(reason)
         self.duplicates = Counter("argus_audit_events_duplicate",
                                   "Redelivered events already stored", registry=registry)
         self.batch_seconds = Histogram("argus_audit_batch_seconds", "Time to store one batch",

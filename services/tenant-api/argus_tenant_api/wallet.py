@@ -138,7 +138,11 @@ class Reconciler:
                                 "Wallets whose balance differs from the sum of their entries",
                                 registry=registry)
         self.last_run = Gauge("argus_wallet_reconciled_timestamp_seconds",
-                              "When reconciliation last finished", registry=registry)
+                              "When reconciliation last finished (until then, when the "
+                              "process started)", registry=registry)
+        # The staleness alert counts from start: a process that never reconciles fires it an
+        # hour in, and a fresh one does not fire it at once.
+        self.last_run.set(time.time())
 
     async def run(self) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn, conn.transaction():
