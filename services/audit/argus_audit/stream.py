@@ -90,6 +90,10 @@ class Hub:
     def __init__(self, js: Any, keys: KeyRing, metrics: Metrics) -> None:
         self.js, self.keys, self.metrics = js, keys, metrics
         self.connections: set[Connection] = set()
+        # who may be concerned by an event: the streams of its org, and those of its actor's
+        # and resource's principal (a user's own events in any org); no other can be allowed
+        self.by_org: dict[str, set[Connection]] = {}
+        self.by_principal: dict[tuple[str, str], set[Connection]] = {}
         self.position = 0  # the last stream sequence this replica has fanned out
         self._sub: Any = None
 
@@ -116,9 +120,19 @@ class Hub:
             return
         self.fan_out(seq, received.event, msg.data)
 
+    def candidates(self, event: Event) -> set[Connection]:
+        """Every stream `Viewer.allows` could let `event` through to (a superset)."""
+        found: set[Connection] = set()
+        for group in (self.by_org.get(event.org_id) if event.org_id else None,
+                      self.by_principal.get((event.actor.type, event.actor.id)),
+                      self.by_principal.get((event.resource.type, event.resource.id))):
+            if group:
+                found |= group
+        return found
+
     def fan_out(self, seq: int, event: Event, raw: bytes) -> None:
         data: bytes | None = None
-        for conn in list(self.connections):
+        for conn in self.candidates(event):
             if conn.closed is not None:
                 continue
             if not conn.viewer.allows(event):
@@ -132,13 +146,28 @@ class Hub:
     def join(self, conn: Connection) -> int:
         """Register `conn` for live frames; returns the position replay must reach."""
         self.connections.add(conn)
+        for index, key in self._keys(conn):
+            index.setdefault(key, set()).add(conn)
         self.metrics.open.inc()
         return self.position
 
     def leave(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
+            for index, key in self._keys(conn):
+                group = index.get(key)
+                if group is not None:
+                    group.discard(conn)
+                    if not group:
+                        del index[key]
             self.metrics.open.dec()
+
+    def _keys(self, conn: Connection) -> list[tuple[dict[Any, set[Connection]], Any]]:
+        keys: list[tuple[dict[Any, set[Connection]], Any]] = [
+            (self.by_principal, (conn.viewer.kind, conn.viewer.id))]
+        if conn.viewer.org is not None:
+            keys.append((self.by_org, conn.viewer.org))
+        return keys
 
     def close_where(self, match: Callable[[Connection], bool], why: str,
                     last: bytes = b"") -> None:
