@@ -58,13 +58,17 @@ def seal_incoming(keys: KeyRing, archive: Path) -> int:
     count = 0
     for plain in sorted((archive / INCOMING).glob("[!.]*")):
         target = archive / WAL / (plain.name + SEALED)
-        partial = target.with_name("." + target.name + ".part")
-        with plain.open("rb") as source, partial.open("wb") as sink:
-            seal_stream(keys, source, sink, _context(plain.name))
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(partial, target)
-        plain.unlink()
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:  # another sealer (the suite's, a restore's) may take it first
+            with plain.open("rb") as source, partial.open("wb") as sink:
+                seal_stream(keys, source, sink, _context(plain.name))
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(partial, target)
+            plain.unlink()
+        except FileNotFoundError:
+            partial.unlink(missing_ok=True)
+            continue
         count += 1
     return count
 
@@ -93,7 +97,7 @@ class Sealer(threading.Thread):
                 seal_incoming(self.keys, self.archive)
             if self.admin_url:
                 with contextlib.suppress(Exception):  # not migrated yet, or PostgreSQL away
-                    asyncio.run(capture(self.admin_url, self.archive))
+                    asyncio.run(capture(self.keys, self.admin_url, self.archive))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -26,7 +26,7 @@ import asyncpg
 from argus_shared.backup_manifest import Manifest, read_manifest, verified_manifest
 from argus_shared.backup_seal import BackupSealError, open_stream
 from argus_shared.cli.backup import BASE, default_dir, master_keys
-from argus_shared.deletions_journal import reapply
+from argus_shared.deletions_journal import Journal, read_journal, reapply
 from argus_shared.devsecrets import DevSecrets, ensure_dev_secrets
 from argus_shared.embedded import EmbeddedPostgres, free_port
 from argus_shared.settings import ConfigError, KeyRing
@@ -179,11 +179,12 @@ async def _promoted(pg: EmbeddedPostgres, seconds: float) -> None:
     raise RestoreFailed(f"recovery did not finish within {seconds:.0f}s")
 
 
-async def _after_recovery(pg: EmbeddedPostgres, archive: Path) -> tuple[int, int]:
+async def _after_recovery(pg: EmbeddedPostgres, journal: Journal,
+                          files_dir: Path) -> tuple[tuple[int, int], int]:
     """Before anyone is served: journaled deletions again, then the outbox re-published."""
     conn = await asyncpg.connect(pg.admin_url.rsplit("/", 1)[0] + "/argus", timeout=10)
     try:
-        return await reapply(conn, archive), await _republish(conn)
+        return await reapply(conn, journal, files_dir), await _republish(conn)
     finally:
         await conn.close()
 
@@ -202,7 +203,7 @@ async def _republish(conn: asyncpg.Connection) -> int:
     return total
 
 
-def _recover(pg_dir: Path, secrets: DevSecrets, archive: Path) -> None:
+def _recover(pg_dir: Path, secrets: DevSecrets, journal: Journal) -> None:
     pg = EmbeddedPostgres(pg_dir, free_port(), secrets.read("pg-superuser-password"))
     try:
         pg.start(timeout=RECOVERY_TIMEOUT)
@@ -211,9 +212,10 @@ def _recover(pg_dir: Path, secrets: DevSecrets, archive: Path) -> None:
         raise RestoreFailed(f"recovery failed: {exc}: {' | '.join(tail)}") from None
     try:
         asyncio.run(_promoted(pg, RECOVERY_TIMEOUT))
-        deleted, again = asyncio.run(_after_recovery(pg, archive))
-        print(f"argus: {deleted} journaled account deletions re-applied; {again} outbox events "
-              "marked to publish again (consumers dedupe by id)")
+        (users, orgs), again = asyncio.run(_after_recovery(pg, journal,
+                                                           pg_dir.parent / "files"))
+        print(f"argus: journaled deletions re-applied: {users} accounts, {orgs} orgs; {again} "
+              "outbox events marked to publish again (consumers dedupe by id)")
     finally:
         pg.stop()
     shutil.rmtree(pg_dir / STAGING, ignore_errors=True)
@@ -231,11 +233,12 @@ def restore(args: argparse.Namespace) -> Path:
     directory = _choose(source, args.backup, args.target_time)
     try:
         manifest = _verify(keys, directory)
+        journal = read_journal(keys, source)
     except BackupSealError as exc:
         raise RestoreFailed(f"backup {directory.name} refused: {exc}") from None
     new.mkdir(parents=True, mode=0o700)
     try:
-        _restore_into(args, keys, source, directory, manifest, secrets, new)
+        _restore_into(args, keys, source, directory, manifest, secrets, new, journal)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
@@ -243,7 +246,7 @@ def restore(args: argparse.Namespace) -> Path:
 
 
 def _restore_into(args: argparse.Namespace, keys: KeyRing, source: Path, directory: Path,
-                  manifest: Manifest, secrets: DevSecrets, new: Path) -> None:
+                  manifest: Manifest, secrets: DevSecrets, new: Path, journal: Journal) -> None:
     shutil.copytree(secrets.directory, new / "secrets")  # the operator's keys, not the backup's
     pg_dir = new / "pg"
     print(f"argus: restoring base {manifest.id} into {pg_dir}", flush=True)
@@ -253,5 +256,5 @@ def _restore_into(args: argparse.Namespace, keys: KeyRing, source: Path, directo
     _recovery_config(pg_dir, args.target_time)
     print(f"argus: replaying WAL ({staged} archived files) to "
           f"{args.target_time or 'the end of the archive'}", flush=True)
-    _recover(pg_dir, ensure_dev_secrets(new / "secrets"), source)
+    _recover(pg_dir, ensure_dev_secrets(new / "secrets"), journal)
     print(f"argus: restored into {new}; run: argus --data-dir {new} up", flush=True)
