@@ -6,8 +6,10 @@ added. Plus the same rules checked at SQL level for the runtime role."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from argus_shared import db
 from argus_shared.routing import Route
 from argus_shared.settings import Settings
+from argus_tenant_api.routes import ROUTES as TENANT_ROUTES
 from support.audit_service import Audit
 from support.files_service import Files
 from support.suite import Suite
@@ -86,8 +89,10 @@ async def test_the_victims_data_did_not_change(
 
 
 TENANT_TABLES = {"tenant_api": ["orgs", "memberships", "invitations", "projects", "wallets",
-                                "ledger_entries", "idempotency_keys"], "auth": ["api_keys"],
-                 "files": ["objects"]}
+                                "ledger_entries", "idempotency_keys", "scim_tokens",
+                                "scim_users", "scim_groups", "scim_group_members",
+                                "scim_role_mappings", "sso_connections", "sso_domains"],
+                 "auth": ["api_keys"], "files": ["objects"]}
 
 
 async def test_the_runtime_roles_see_only_the_org_they_set(
@@ -188,3 +193,57 @@ async def test_rows_cannot_be_written_into_or_pointed_at_another_org(
                                            " where rolname = current_user")
     finally:
         await pool.close()
+
+
+SCIM_ID_ROUTES = [r for r in TENANT_ROUTES if r.path.startswith("/scim/v2/") and "{" in r.path]
+SCIM_BODIES = {"PUT /scim/v2/Users/{scim_id}": {"userName": "taken@example.com"},
+               "PATCH /scim/v2/Users/{scim_id}": {
+                   "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "value": {"active": False}}]},
+               "PUT /scim/v2/Groups/{scim_id}": {"displayName": "Admins", "members": []},
+               "PATCH /scim/v2/Groups/{scim_id}": {
+                   "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "members", "value": []}]}}
+
+
+async def scim_call(suite: Suite, token: str, method: str, path: str,
+                    body: object = None) -> tuple[int, Any]:
+    async with suite.http.request(method, f"{suite.tenant}/scim/v2{path}", json=body, headers={
+            "Authorization": f"Bearer {token}"}) as response:
+        text = await response.text()
+        return response.status, (json.loads(text) if text else {})
+
+
+async def test_another_orgs_scim_token_sees_and_changes_nothing(
+    suite: Suite, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """Every SCIM route that takes an id, from the route table: org A's SCIM token gets 404
+    for org B's users and groups, its lists and filters show none of them, and org B's
+    member, user and group are as they were."""
+    attacker, victim = two_tenants
+    status, user = await scim_call(suite, victim.scim_token, "POST", "/Users",
+                                   {"userName": victim.member.email})
+    assert status == 201, user
+    status, group = await scim_call(suite, victim.scim_token, "POST", "/Groups",
+                                    {"displayName": "Admins", "members": [{"value": user["id"]}]})
+    assert status == 201, group
+    assert SCIM_ID_ROUTES, "the SCIM routes are in the table"
+    for route in SCIM_ID_ROUTES:
+        target = user if "/Users/" in route.path else group
+        path = route.path.removeprefix("/scim/v2").replace("{scim_id}", str(target["id"]))
+        body = SCIM_BODIES.get(f"{route.method} {route.path}")
+        status, answer = await scim_call(suite, attacker.scim_token, route.method, path, body)
+        assert status == 404, (route.method, route.path, status, answer)
+        assert victim.org not in str(answer)
+    for path in ("/Users", "/Groups", f'/Users?filter=userName eq "{victim.member.email}"',
+                 '/Groups?filter=displayName eq "Admins"'):
+        status, listed = await scim_call(suite, attacker.scim_token, "GET", path)
+        assert (status, listed["totalResults"]) == (200, 0), (path, listed)
+    # a group of A cannot take B's user as a member
+    status, refused = await scim_call(suite, attacker.scim_token, "POST", "/Groups", {
+        "displayName": "Admins", "members": [{"value": user["id"]}]})
+    assert status == 400, refused
+    status, still = await scim_call(suite, victim.scim_token, "GET", f"/Users/{user['id']}")
+    assert (status, still["active"], still["groups"][0]["value"]) == (200, True, group["id"])
+    _, members = await suite.call("GET", f"/orgs/{victim.org}/members", victim.owner.token)
+    assert {m["user_id"]: m["role"] for m in members}[victim.member.id] == "admin"

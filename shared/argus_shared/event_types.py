@@ -140,6 +140,31 @@ WALLET_MISMATCH = _declare(T, "wallet.mismatch", "wallet",
                            "Reconciliation found a balance that is not the sum of its entries")
 USER_DELETION_REQUESTED = _declare(T, "user.deletion_requested", "user",
                                    "A user asked for their account to be deleted")
+SCIM_TOKEN_CREATED = _declare(T, "scim.token.created", "scim_token",
+                              "A SCIM bearer token was issued for the org (or rotated)")
+SCIM_TOKEN_REVOKED = _declare(T, "scim.token.revoked", "scim_token", "A SCIM token was revoked")
+SCIM_USER_CREATED = _declare(T, "scim.user.created", "scim_user",
+                             "The org's identity provider provisioned a user")
+SCIM_USER_UPDATED = _declare(T, "scim.user.updated", "scim_user",
+                             "A provisioned user changed (attributes, or activated/deactivated)")
+SCIM_USER_DELETED = _declare(T, "scim.user.deleted", "scim_user",
+                             "A provisioned user was deleted (deprovisioned)")
+SCIM_GROUP_CREATED = _declare(T, "scim.group.created", "scim_group", "A SCIM group was pushed")
+SCIM_GROUP_UPDATED = _declare(T, "scim.group.updated", "scim_group",
+                              "A SCIM group was renamed or its members changed")
+SCIM_GROUP_DELETED = _declare(T, "scim.group.deleted", "scim_group", "A SCIM group was deleted")
+SCIM_ROLES_MAPPED = _declare(T, "scim.roles.mapped", "org",
+                             "Which SCIM group names give which role changed")
+SSO_CONNECTION_SET = _declare(T, "sso.connection.set", "sso_connection",
+                              "The org's OIDC connection was created or changed")
+SSO_CONNECTION_DELETED = _declare(T, "sso.connection.deleted", "sso_connection",
+                                  "The org's OIDC connection was removed")
+SSO_DOMAIN_ADDED = _declare(T, "sso.domain.added", "sso_domain",
+                            "An email domain was claimed (its TXT record value issued)")
+SSO_DOMAIN_VERIFIED = _declare(T, "sso.domain.verified", "sso_domain",
+                               "An email domain's DNS TXT record proved the org owns it")
+SSO_DOMAIN_REMOVED = _declare(T, "sso.domain.removed", "sso_domain",
+                              "An email domain was removed from the org")
 
 # audit -------------------------------------------------------------------------------------------
 AUDIT_LOG_VIEWED = _declare("audit", "audit.log.viewed", "audit_log",

@@ -30,7 +30,8 @@ SAMPLE_BODIES: dict[str, Any] = {
     "NewProject": {"name": "p"}, "Money": {"amount_cents": 100},
     "NewApiKey": {"name": "k", "scopes": ["files:read"]}, "RotateApiKey": {},
     "NewEndpoint": {"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},
-    "EndpointChanges": {"description": "changed"}, "Rotation": {},
+    "EndpointChanges": {"description": "changed"}, "Rotation": {}, "SsoStart": {},
+    "RoleMappings": {"mappings": {"attackers": "admin"}},
 }
 ID_ROUTES = [(service, route) for service, routes in SERVICES.items() for route in routes
              if route.auth == "user" and PARAM.search(route.path)]
@@ -49,6 +50,8 @@ class Tenant:
     endpoint: str = ""
     delivery: str = ""
     file: str = ""  # an object in the member's namespace
+    scim_token: str = ""  # the org's SCIM token (shown once) and its id
+    scim_token_id: str = ""
 
 
 async def tenant(suite: Suite, webhooks: Webhooks | None = None, files: Files | None = None
@@ -65,6 +68,8 @@ async def tenant(suite: Suite, webhooks: Webhooks | None = None, files: Files | 
     _, sessions = await suite.auth.call("GET", "/sessions", owner.token)
     found = Tenant(owner, org, await suite.switch(owner, org), project,
                    invited["invitation"]["id"], member, key, sessions[0]["id"])
+    _, scim = await suite.call("POST", f"/orgs/{org}/scim-tokens", found.scoped)
+    found.scim_token, found.scim_token_id = scim["token"], scim["scim_token"]["id"]
     if webhooks is not None:
         found.endpoint, found.delivery = await webhook_delivery(suite, webhooks, found)
     if files is not None:
@@ -94,7 +99,11 @@ def path_for(route: Route, victim: Tenant) -> str:
     values = {"org_id": victim.org, "project_id": victim.project, "user_id": victim.member.id,
               "invitation_id": victim.invitation, "key_id": victim.api_key["api_key"]["id"],
               "session_id": victim.session, "endpoint_id": victim.endpoint,
-              "delivery_id": victim.delivery, "object_id": victim.file}
+              "delivery_id": victim.delivery, "object_id": victim.file,
+              "token_id": victim.scim_token_id,
+              # SSO: no provider is configured in the suite, and the victim has no identity
+              # (tests/auth/test_sso.py proves another's identity cannot be unlinked)
+              "provider": "acme", "identity_id": str(uuid.uuid4())}
     missing = [p for p in PARAM.findall(route.path) if p not in values]
     assert not missing, f"add an org-B sample for {missing} ({route.method} {route.path})"
     return PARAM.sub(lambda m: "{" + m.group(1), route.path).format(**values)

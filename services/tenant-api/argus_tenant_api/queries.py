@@ -53,6 +53,9 @@ async def deleted_orgs_due(conn: Conn, before: datetime, limit: int) -> list[UUI
 async def purge_org(conn: Conn, org_id: UUID) -> dict[str, int]:
     """What a deleted org leaves behind that is not a financial record (see 0003_org_purge)."""
     removed = {}
+    for table in ("scim_group_members", "scim_groups", "scim_users", "scim_tokens",
+                  "scim_role_mappings", "sso_domains", "sso_connections"):
+        await conn.execute(f"delete from {table} where org_id = $1", org_id)
     for table in ("invitations", "memberships", "projects"):
         status = await conn.execute(f"delete from {table} where org_id = $1", org_id)
         removed[table] = int(status.rsplit(" ", 1)[1])
@@ -326,3 +329,290 @@ async def overdue_deletions(conn: Conn) -> int:
     return await conn.fetchval(
         "select count(*) from user_deletions where completed_at is null and due_at < now()"
     )
+
+
+async def unless_taken(conn: Conn, sql: str, *args: Any) -> Row | None:
+    """One row from `sql` in a savepoint: None (and the transaction still usable) when it
+    would break a unique index."""
+    await conn.execute("savepoint unless_taken")
+    try:
+        row = await conn.fetchrow(sql, *args)
+    except asyncpg.UniqueViolationError:
+        await conn.execute("rollback to savepoint unless_taken")
+        return None
+    await conn.execute("release savepoint unless_taken")
+    return row
+
+
+# SCIM tokens ------------------------------------------------------------------------------------
+
+SCIM_KEY_COLUMNS = "id, prefix, created_by, created_at, revoked_at"
+
+
+async def insert_scim_token(conn: Conn, org_id: UUID, token_id: UUID, prefix: str,
+                            token_hash: bytes, created_by: UUID) -> Row:
+    return one(await conn.fetchrow(
+        "insert into scim_tokens (org_id, id, prefix, token_hash, created_by)"
+        f" values ($1, $2, $3, $4, $5) returning {SCIM_KEY_COLUMNS}",
+        org_id, token_id, prefix, token_hash, created_by,
+    ))
+
+
+async def scim_tokens(conn: Conn, org_id: UUID) -> list[Row]:
+    return await conn.fetch(
+        f"select {SCIM_KEY_COLUMNS} from scim_tokens where org_id = $1 order by created_at",
+        org_id,
+    )
+
+
+async def revoke_scim_token(conn: Conn, org_id: UUID, token_id: UUID) -> bool:
+    status = await conn.execute(
+        "update scim_tokens set revoked_at = now() where org_id = $1 and id = $2"
+        " and revoked_at is null", org_id, token_id,
+    )
+    return status.endswith(" 1")
+
+
+async def scim_token_by_hash(conn: Conn, token_hash: bytes) -> Row | None:
+    return await conn.fetchrow("select * from scim_token_by_hash($1)", token_hash)
+
+
+# SCIM users and groups --------------------------------------------------------------------------
+
+async def insert_scim_user(conn: Conn, org_id: UUID, values: dict[str, Any]) -> Row | None:
+    return await conn.fetchrow(
+        "insert into scim_users (org_id, id, user_name, email, external_id, active, resource)"
+        " values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing returning *",
+        org_id, values["id"], values["user_name"], values["email"], values["external_id"],
+        values["active"], values["resource"],
+    )
+
+
+async def scim_user(conn: Conn, org_id: UUID, scim_id: UUID, lock: bool = False) -> Row | None:
+    return await conn.fetchrow(
+        "select * from scim_users where org_id = $1 and id = $2" + (" for update" if lock else ""),
+        org_id, scim_id,
+    )
+
+
+async def update_scim_user(conn: Conn, org_id: UUID, scim_id: UUID,
+                           values: dict[str, Any]) -> Row | None:
+    """None when the new userName is another user's."""
+    return await unless_taken(
+        conn, "update scim_users set user_name = $3, email = $4, external_id = $5,"
+        " active = $6, resource = $7, version = version + 1, updated_at = now()"
+        " where org_id = $1 and id = $2 returning *",
+        org_id, scim_id, values["user_name"], values["email"], values["external_id"],
+        values["active"], values["resource"],
+    )
+
+
+async def link_scim_user(conn: Conn, org_id: UUID, scim_id: UUID, user_id: UUID | None,
+                         invitation_id: UUID | None) -> None:
+    await conn.execute(
+        "update scim_users set user_id = $3, invitation_id = $4 where org_id = $1 and id = $2",
+        org_id, scim_id, user_id, invitation_id,
+    )
+
+
+async def link_invited(conn: Conn, org_id: UUID, invitation_id: UUID, user_id: UUID) -> None:
+    """An invitation provisioning sent was accepted: its SCIM user is that account now."""
+    await conn.execute(
+        "update scim_users set user_id = $3, invitation_id = null"
+        " where org_id = $1 and invitation_id = $2", org_id, invitation_id, user_id,
+    )
+
+
+async def delete_scim_user(conn: Conn, org_id: UUID, scim_id: UUID) -> None:
+    await conn.execute("delete from scim_users where org_id = $1 and id = $2", org_id, scim_id)
+
+
+async def scim_page(conn: Conn, table: str, org_id: UUID, where: str, value: str | None,
+                    offset: int, limit: int) -> tuple[int, list[Row]]:
+    """`table` is scim_users or scim_groups and `where` one of scim_filter's fixed conditions
+    on `{v}` (never request text); the total that match and one page of them."""
+    assert table in ("scim_users", "scim_groups")
+    values = [] if value is None else [value]
+    count_where = f" and {where.format(v='$2')}" if where else ""
+    page_where = f" and {where.format(v='$4')}" if where else ""
+    total = await conn.fetchval(
+        f"select count(*) from {table} where org_id = $1{count_where}", org_id, *values)
+    rows = await conn.fetch(
+        f"select * from {table} where org_id = $1{page_where}"
+        " order by created_at, id offset $2 limit $3", org_id, offset, limit, *values)
+    return total, rows
+
+
+async def groups_of_scim_users(conn: Conn, org_id: UUID, scim_ids: list[UUID]) -> list[Row]:
+    return await conn.fetch(
+        "select m.user_id, g.id, g.display_name from scim_group_members m"
+        " join scim_groups g on g.org_id = m.org_id and g.id = m.group_id"
+        " where m.org_id = $1 and m.user_id = any($2) order by g.display_name",
+        org_id, scim_ids,
+    )
+
+
+async def insert_scim_group(conn: Conn, org_id: UUID, group_id: UUID, display_name: str,
+                            external_id: str | None) -> Row | None:
+    return await conn.fetchrow(
+        "insert into scim_groups (org_id, id, display_name, external_id)"
+        " values ($1, $2, $3, $4) on conflict do nothing returning *",
+        org_id, group_id, display_name, external_id,
+    )
+
+
+async def scim_group(conn: Conn, org_id: UUID, group_id: UUID, lock: bool = False) -> Row | None:
+    return await conn.fetchrow(
+        "select * from scim_groups where org_id = $1 and id = $2" + (" for update" if lock else ""),
+        org_id, group_id,
+    )
+
+
+async def update_scim_group(conn: Conn, org_id: UUID, group_id: UUID, display_name: str,
+                            external_id: str | None) -> Row | None:
+    """None when the new displayName is another group's."""
+    return await unless_taken(
+        conn, "update scim_groups set display_name = $3, external_id = $4,"
+        " version = version + 1, updated_at = now()"
+        " where org_id = $1 and id = $2 returning *",
+        org_id, group_id, display_name, external_id,
+    )
+
+
+async def delete_scim_group(conn: Conn, org_id: UUID, group_id: UUID) -> None:
+    await conn.execute("delete from scim_groups where org_id = $1 and id = $2", org_id, group_id)
+
+
+async def group_members(conn: Conn, org_id: UUID, group_ids: list[UUID]) -> list[Row]:
+    return await conn.fetch(
+        "select m.group_id, u.id, u.user_name from scim_group_members m"
+        " join scim_users u on u.org_id = m.org_id and u.id = m.user_id"
+        " where m.org_id = $1 and m.group_id = any($2) order by u.user_name",
+        org_id, group_ids,
+    )
+
+
+async def existing_scim_users(conn: Conn, org_id: UUID, scim_ids: list[UUID]) -> set[UUID]:
+    rows = await conn.fetch("select id from scim_users where org_id = $1 and id = any($2)",
+                            org_id, scim_ids)
+    return {r["id"] for r in rows}
+
+
+async def add_group_members(conn: Conn, org_id: UUID, group_id: UUID,
+                            scim_ids: list[UUID]) -> None:
+    await conn.execute(
+        "insert into scim_group_members (org_id, group_id, user_id)"
+        " select $1, $2, unnest($3::uuid[]) on conflict do nothing", org_id, group_id, scim_ids,
+    )
+
+
+async def remove_group_members(conn: Conn, org_id: UUID, group_id: UUID,
+                               scim_ids: list[UUID] | None) -> list[UUID]:
+    """Remove these members (None: all); the ones that were members."""
+    rows = await conn.fetch(
+        "delete from scim_group_members where org_id = $1 and group_id = $2"
+        " and ($3::uuid[] is null or user_id = any($3)) returning user_id",
+        org_id, group_id, scim_ids,
+    )
+    return [r["user_id"] for r in rows]
+
+
+async def touch_scim_group(conn: Conn, org_id: UUID, group_id: UUID) -> None:
+    await conn.execute("update scim_groups set version = version + 1, updated_at = now()"
+                       " where org_id = $1 and id = $2", org_id, group_id)
+
+
+async def group_names_of(conn: Conn, org_id: UUID, scim_id: UUID) -> list[str]:
+    rows = await conn.fetch(
+        "select lower(g.display_name) as name from scim_group_members m"
+        " join scim_groups g on g.org_id = m.org_id and g.id = m.group_id"
+        " where m.org_id = $1 and m.user_id = $2", org_id, scim_id,
+    )
+    return [r["name"] for r in rows]
+
+
+async def role_mappings(conn: Conn, org_id: UUID) -> dict[str, str]:
+    rows = await conn.fetch("select display_name, role from scim_role_mappings"
+                            " where org_id = $1 order by display_name", org_id)
+    return {r["display_name"]: r["role"] for r in rows}
+
+
+async def set_role_mappings(conn: Conn, org_id: UUID, mappings: dict[str, str]) -> None:
+    await conn.execute("delete from scim_role_mappings where org_id = $1", org_id)
+    await conn.executemany(
+        "insert into scim_role_mappings (org_id, display_name, role) values ($1, $2, $3)",
+        [(org_id, name, role) for name, role in mappings.items()],
+    )
+
+
+async def member_by_email(conn: Conn, org_id: UUID, email: str) -> Row | None:
+    return await conn.fetchrow(
+        "select user_id, role from memberships where org_id = $1 and email = $2", org_id, email,
+    )
+
+
+async def set_invitation_role(conn: Conn, org_id: UUID, invitation_id: UUID, role: str) -> None:
+    await conn.execute(
+        "update invitations set role = $3 where org_id = $1 and id = $2"
+        " and accepted_at is null and revoked_at is null", org_id, invitation_id, role,
+    )
+
+
+# SSO --------------------------------------------------------------------------------------------
+
+async def sso_connection(conn: Conn, org_id: UUID) -> Row | None:
+    return await conn.fetchrow("select * from sso_connections where org_id = $1", org_id)
+
+
+async def upsert_sso_connection(conn: Conn, org_id: UUID, issuer: str, client_id: str,
+                                sealed_secret: bytes) -> Row:
+    return one(await conn.fetchrow(
+        "insert into sso_connections (org_id, issuer, client_id, client_secret)"
+        " values ($1, $2, $3, $4) on conflict (org_id) do update set issuer = excluded.issuer,"
+        " client_id = excluded.client_id, client_secret = excluded.client_secret,"
+        " updated_at = now() returning *", org_id, issuer, client_id, sealed_secret,
+    ))
+
+
+async def delete_sso_connection(conn: Conn, org_id: UUID) -> bool:
+    status = await conn.execute("delete from sso_connections where org_id = $1", org_id)
+    return status.endswith(" 1")
+
+
+async def sso_domains(conn: Conn, org_id: UUID) -> list[Row]:
+    return await conn.fetch("select * from sso_domains where org_id = $1 order by domain",
+                            org_id)
+
+
+async def sso_domain(conn: Conn, org_id: UUID, domain: str) -> Row | None:
+    return await conn.fetchrow("select * from sso_domains where org_id = $1 and domain = $2",
+                               org_id, domain)
+
+
+async def insert_sso_domain(conn: Conn, org_id: UUID, domain: str, token: str) -> Row | None:
+    return await conn.fetchrow(
+        "insert into sso_domains (org_id, domain, token) values ($1, $2, $3)"
+        " on conflict do nothing returning *", org_id, domain, token,
+    )
+
+
+async def verify_sso_domain(conn: Conn, org_id: UUID, domain: str) -> Row | None:
+    """None when another org verified the domain first."""
+    return await unless_taken(
+        conn, "update sso_domains set verified_at = coalesce(verified_at, now())"
+        " where org_id = $1 and domain = $2 returning *", org_id, domain,
+    )
+
+
+async def delete_sso_domain(conn: Conn, org_id: UUID, domain: str) -> bool:
+    status = await conn.execute("delete from sso_domains where org_id = $1 and domain = $2",
+                                org_id, domain)
+    return status.endswith(" 1")
+
+
+async def sso_domain_taken(conn: Conn, domain: str, org_id: UUID) -> bool:
+    return bool(await conn.fetchval("select sso_domain_taken($1, $2)", domain, org_id))
+
+
+async def sso_domain_owner(conn: Conn, domain: str) -> Row | None:
+    return await conn.fetchrow("select * from sso_domain_owner($1)", domain)

@@ -44,6 +44,7 @@ from argus_tenant_api import (
     members,
     queries,
     schemas,
+    scim_routes,
     wallet,
 )
 from argus_tenant_api.config import CONFIG_KEY
@@ -252,6 +253,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
         if not await queries.insert_member(conn, found["org_id"], user_id, found["role"],
                                            found["email"]):
             raise Problem(409, "you are already a member")
+        await queries.link_invited(conn, found["org_id"], found["id"], user_id)
         await record(conn, SERVICE, ctx_of(request), MEMBER_ADDED,
                      actor=("user", str(user_id)), resource=("user", str(user_id)),
                      org_id=found["org_id"], data={"role": found["role"], "via": "invitation"})
@@ -515,4 +517,5 @@ ROUTES: list[Route] = [
     Route("GET", "/me/deletion", my_deletion, "Where my account deletion stands",
           responses={404: "No deletion was asked for"}, **ME),
     *pages.page_routes("argus_tenant_api", invitations.PAGE_SUMMARIES, invitations.PAGE_SCRIPTS),
+    *scim_routes.ROUTES,
 ]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from argus_shared.emails import EmailText
-from argus_shared.validation import END, Name, Strict, Text, TokenText
+from argus_shared.validation import END, SINGLE_LINE_PATTERN, Name, Strict, Text, TokenText
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?" + END)]
 Plan = Literal["free", "pro", "team", "enterprise"]
@@ -58,6 +58,14 @@ class IssuedInvitation(msgspec.Struct):
     token: str
     invitation: Invitation
     mailed: bool
+
+
+class RoleMappings(Strict):
+    """SCIM group display name (case-insensitive) -> the role its members get."""
+
+    mappings: Annotated[dict[Annotated[str, msgspec.Meta(min_length=1, max_length=256,
+                                                         pattern=SINGLE_LINE_PATTERN)],
+                             InviteRole], msgspec.Meta(max_length=100)]
 
 
 class NewProject(Strict):

@@ -22,11 +22,13 @@ from argus_shared.cli import (
     audit,
     backup,
     bench,
+    demo,
     drill,
     events,
     gateway,
     prune,
     restore,
+    seal,
     status,
     up,
 )
@@ -84,9 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     events.add_parser(commands)
     status.add_parser(commands)
     backup.add_parser(commands)
-    prune.add_parser(restore.add_parsers(commands))
+    backups = restore.add_parsers(commands)
+    prune.add_parser(backups)
+    seal.add_parser(backups)
     drill.add_parser(commands)
     bench.add_parser(commands)
+    demo.add_parser(commands)
     commands.add_parser("test", help="run the tests (pytest, given its arguments)")
     commands.add_parser("lint", help="check the code: ruff check, then mypy (given arguments: "
                         "ruff check with them)")
@@ -207,8 +212,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             drill.drill(args)
         elif args.command == "bench":
             bench.run(args)
+        elif args.command == "demo":
+            demo.run(args)
         elif args.command == "backups" and args.action == "prune":
             prune.prune(args)
+        elif args.command == "backups" and args.action == "seal-wal":
+            seal.run(args)
         elif args.command == "backups":
             restore.list_backups(args)
         else:
@@ -216,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except audit.Failed as exc:
         _fail(str(exc), exc.code)
     except (status.Unavailable, backup.BackupFailed, restore.RestoreFailed,
-            BackupSealError, drill.DrillFailed, bench.BenchFailed) as exc:
+            BackupSealError, drill.DrillFailed, bench.BenchFailed,
+            demo.DemoFailed) as exc:
         _fail(str(exc), 1)
     except (ConfigError, EmbeddedError) as exc:
         _fail(str(exc), 2)
