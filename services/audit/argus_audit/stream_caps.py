@@ -4,9 +4,10 @@ KV bucket `argus_stream_leases` (`user.<id>.<conn>` or `api_key.<id>.<conn>`, an
 30 s); the TTL lets the slots of a crashed replica come back by themselves. A new stream
 writes its leases first and then counts: over a cap, it takes them back and is refused, so two
 replicas racing for the last slot can both refuse but never both pass. A count reads only the
-keys under one principal's prefix (a watch filtered by the server on `<prefix>.*`), never the
-whole bucket. Staleness: a crashed replica's slots stay taken for at most the TTL (plus the
-server's expiry sweep)."""
+keys under one principal's prefix (the bucket stream's subjects under `<prefix>.*`, one
+request and no consumer), never the whole bucket; a closed stream's keys are purged.
+Staleness: a crashed replica's slots stay taken for at most the TTL (plus the server's expiry
+sweep)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from nats.js.errors import BucketNotFoundError
 
 BUCKET = "argus_stream_leases"
 STREAM = f"KV_{BUCKET}"
+SUBJECT = f"$KV.{BUCKET}"
 
 
 class CapReached(Exception):
@@ -40,10 +42,12 @@ class Caps:
     def __init__(self, per_user: int, per_org: int, lease_seconds: float = 30.0) -> None:
         self.per_user, self.per_org, self.lease_seconds = per_user, per_org, lease_seconds
         self.kv: Any = None
+        self.js: Any = None
         self.held: dict[str, Lease] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, js: JetStreamContext) -> None:
+        self.js = js
         try:
             self.kv = await js.key_value(BUCKET)
         except BucketNotFoundError:
@@ -79,25 +83,17 @@ class Caps:
         return lease
 
     async def release(self, lease: Lease) -> None:
+        """Purged, not deleted: a delete would leave a marker that still counts as a subject."""
         self.held.pop(lease.id, None)
         for key in lease.keys:
             with contextlib.suppress(Exception):
-                await self.kv.delete(key)
+                await self.js.purge_stream(STREAM, subject=f"{SUBJECT}.{key}")
 
     async def _count(self, prefix: str) -> int:
-        """The live leases under `prefix`: the server delivers only `<prefix>.*` (last value
-        per key, headers only), deleted ones skipped."""
-        watcher = await self.kv.watch(f"{prefix}.*", meta_only=True, ignore_deletes=True)
-        count = 0
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                count += 1
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
-        return count
+        """The live leases under `prefix`: the bucket stream's subjects under `<prefix>.*`
+        (one request, no consumer; a released lease is purged, an expired one aged out)."""
+        info = await self.js.stream_info(STREAM, subjects_filter=f"{SUBJECT}.{prefix}.*")
+        return len(info.state.subjects or {})
 
     async def ttl(self) -> float:
         """The bucket's TTL now (another replica may have changed it)."""
