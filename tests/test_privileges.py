@@ -52,6 +52,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "table auth.recovery_codes": ALL_DML,
         "table auth.signing_keys": "SELECT INSERT UPDATE",
         "table auth.api_keys": ALL_DML,
+        "table auth.federated_identities": ALL_DML,  # unlink deletes
+        "table auth.sso_states": "SELECT INSERT DELETE",  # a state is spent by its delete
         "function auth.introspect_api_key(bytea)": "EXECUTE",
     },
     "argus_tenant_api": {

@@ -50,6 +50,7 @@ class AccessClaims:
     auth_time: int
     iat: float  # to the microsecond, so a revocation is judged on either side of it exactly
     exp: int
+    idp: str | None = None  # the issuer of the provider the session signed in through (SSO)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> AccessClaims:
@@ -57,7 +58,7 @@ class AccessClaims:
             sub=str(payload["sub"]), sid=str(payload["sid"]), org=payload.get("org"),
             role=payload.get("role"), amr=tuple(payload.get("amr", ())),
             auth_time=int(payload["auth_time"]), iat=float(payload["iat"]),
-            exp=int(payload["exp"]),
+            exp=int(payload["exp"]), idp=payload.get("idp"),
         )
 
     def fresh(self, within: int, now: float | None = None) -> bool:

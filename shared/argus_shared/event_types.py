@@ -113,6 +113,13 @@ API_KEY_CREATED = _declare(A, "auth.api_key.created", "api_key",
 API_KEY_REVOKED = _declare(A, "auth.api_key.revoked", "api_key", "An API key was revoked")
 API_KEYS_PURGED = _declare(A, "auth.api_keys.purged", "org",
                            "A deleted org's API keys were removed")
+IDENTITY_LINKED = _declare(A, "auth.identity.linked", "identity",
+                           "A federated identity (an OIDC provider's issuer and subject) was "
+                           "linked to an account, at a first SSO sign-in or by its user")
+IDENTITY_UNLINKED = _declare(A, "auth.identity.unlinked", "identity",
+                             "A federated identity was unlinked from its account")
+SSO_REFUSED = _declare(A, "auth.sso.refused", "provider",
+                       "An SSO sign-in, link or step-up was refused (`data.reason` says why)")
 
 # tenant-api --------------------------------------------------------------------------------------
 T = "tenant-api"

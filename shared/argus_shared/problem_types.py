@@ -60,6 +60,38 @@ STREAM_CAP = _declare(
     "The user (or API key) or the org already holds as many concurrent live-event streams "
     "(`GET /stream`) as allowed: close one, or retry after `Retry-After` seconds.")
 
+SSO_STATE = _declare(
+    "sso-state", 400, "Sign-in not recognised",
+    "The SSO callback does not belong to a sign-in this browser started: the state cookie is "
+    "missing, expired or another sign-in's, or that sign-in was already completed. Start again "
+    "(auth `GET /sso/{provider}/start`).")
+SSO_REFUSED = _declare(
+    "sso-refused", 401, "Sign-in refused",
+    "The identity provider's answer failed a check (its code, the ID token's signature, "
+    "issuer, audience, expiry, nonce...), or the provider refused the sign-in; the detail "
+    "says which. Nothing was created.")
+SSO_EMAIL_UNVERIFIED = _declare(
+    "sso-email-unverified", 403, "Email not verified by the provider",
+    "The identity provider does not say the email is verified: an unverified email never "
+    "creates or links an account.")
+SSO_DOMAIN_NOT_ALLOWED = _declare(
+    "sso-domain-not-allowed", 403, "Email domain not allowed",
+    "This provider signs in only emails of the domains it is configured for.")
+SSO_LINK_REQUIRED = _declare(
+    "sso-link-required", 409, "Sign in with your password to link",
+    "An account with this email exists: sign in with its password, then link the provider "
+    "from the account (auth `POST /sso/{provider}/link`). Nothing was linked.")
+IDENTITY_IN_USE = _declare(
+    "identity-in-use", 409, "Identity linked elsewhere",
+    "That provider identity is already linked to another account.")
+LAST_SIGN_IN_METHOD = _declare(
+    "last-sign-in-method", 409, "Last way to sign in",
+    "The account has no password and no other identity: set a password or link another "
+    "provider before unlinking this one.")
+IDP_UNAVAILABLE = _declare(
+    "idp-unavailable", 502, "Identity provider unavailable",
+    "The identity provider did not answer (discovery, keys or token endpoint): try again.")
+
 
 def check_known(uris: list[str] | tuple[str, ...]) -> None:
     unknown = sorted(set(uris) - set(CATALOGUE) - {"about:blank"})

@@ -12,6 +12,7 @@ from argus_auth import SERVICE, accounts, api_keys, membership
 from argus_auth.background import Background
 from argus_auth.config import AuthConfig
 from argus_auth.core import Auth
+from argus_auth.oidc import OidcClient
 from argus_auth.passwords import BreachCheck, Passwords
 from argus_auth.routes import AUTH_KEY, ROUTES
 from argus_auth.signing import SigningKeys
@@ -62,6 +63,8 @@ async def _auth_context(settings: Settings, config: AuthConfig,
             signing=signing, verifier=verifier, master=settings.master_keys,
             xut_keys=settings.xut_keys, js=nc.jetstream(), nc=nc, http=http,
             background=background,
+            oidc={name: OidcClient(provider, config.sso, http, config.clock)
+                  for name, provider in config.sso.providers.items()},
         )
         background.start()
         app[AUTH_KEY] = auth

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from argus_auth.sso_providers import SsoConfig
 from argus_shared.mail import MailSettings
 from argus_shared.settings import Env
 
@@ -54,6 +55,8 @@ class AuthConfig:
     # ARGUS_MAIL_FROM, ARGUS_PUBLIC_URL: read as every service that mails reads them)
     mail: MailSettings = field(default_factory=MailSettings)
     secure_cookies: bool = True
+    # OpenID Connect providers (ARGUS_SSO_*; argus_auth.sso_providers)
+    sso: SsoConfig = field(default_factory=SsoConfig)
     clock: Callable[[], float] = time.time
 
     @classmethod
@@ -70,6 +73,7 @@ class AuthConfig:
             argon2_workers=env.int("ARGUS_ARGON2_WORKERS", usable_cores(), 1, 64),
             hibp_url=None if hibp in ("off", "none") else hibp,
             mail=mail,
+            sso=SsoConfig.from_env(environ, mail.public_url),
             secure_cookies=env.bool("ARGUS_SECURE_COOKIES", True),
             ip_limit_per_minute=env.int("ARGUS_AUTH_IP_LIMIT_PER_MINUTE", 30, 1),
             account_limit_per_minute=env.int("ARGUS_AUTH_ACCOUNT_LIMIT_PER_MINUTE", 20, 1),

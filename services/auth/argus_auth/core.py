@@ -3,7 +3,7 @@ queue of work done after the answer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 
 from argus_auth.background import Background
 from argus_auth.config import AuthConfig
+from argus_auth.oidc import OidcClient
 from argus_auth.passwords import BreachCheck, Passwords
 from argus_auth.signing import SigningKeys
 from argus_shared.access import AccessVerifier
@@ -35,6 +36,7 @@ class Auth:
     nc: NatsClient
     http: aiohttp.ClientSession
     background: Background  # account-dependent work done after the answer
+    oidc: dict[str, OidcClient] = field(default_factory=dict)  # SSO providers by name
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.config.clock(), UTC)

@@ -154,8 +154,8 @@ async def start_session(conn: Conn, values: dict[str, Any], refresh_hash: bytes,
         """
         with session as (
             insert into sessions (id, user_id, org_id, role, amr, auth_time, ip, user_agent,
-                                  expires_at, created_at, last_used_at)
-            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                                  expires_at, created_at, last_used_at, idp, idp_provider)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $18, $19)
         ), refresh as (
             insert into refresh_tokens (token_hash, session_id, created_at)
             values ($11, $1, $10)
@@ -167,7 +167,8 @@ async def start_session(conn: Conn, values: dict[str, Any], refresh_hash: bytes,
         """,
         values["id"], values["user_id"], values["org_id"], values["role"], values["amr"],
         values["auth_time"], values["ip"], values["user_agent"], values["expires_at"],
-        values["now"], refresh_hash, clear_throttle, *event.values(),
+        values["now"], refresh_hash, clear_throttle, *event.values(), values.get("idp"),
+        values.get("idp_provider"),
     )
 
 
@@ -186,7 +187,8 @@ async def insert_refresh(conn: Conn, token_hash: bytes, session_id: UUID, now: d
 
 REFRESH_SESSION = """
     select r.token_hash, r.used_at, r.successor, r.successor_ct, s.id as session_id,
-           s.user_id, s.org_id, s.role, s.amr, s.auth_time, s.expires_at, s.revoked_at
+           s.user_id, s.org_id, s.role, s.amr, s.auth_time, s.expires_at, s.revoked_at,
+           s.idp
     from refresh_tokens r join sessions s on s.id = r.session_id
     where r.token_hash = $1
 """
@@ -441,3 +443,85 @@ async def touch_api_key(conn: Conn, org_id: UUID, key_id: UUID, now: datetime) -
         " and (last_used_at is null or last_used_at < $3::timestamptz - interval '1 minute')",
         org_id, key_id, now,
     )
+
+
+# single sign-on: federated identities and login states ------------------------------------------
+
+async def insert_sso_state(conn: Conn, state_hash: bytes, provider: str,
+                           expires_at: datetime) -> None:
+    """A sign-in in flight; states that expired an hour ago go in the same statement."""
+    await conn.execute(
+        """
+        with expired as (
+            delete from sso_states where expires_at < $3::timestamptz - interval '1 hour'
+        )
+        insert into sso_states (state_hash, provider, expires_at) values ($1, $2, $3)
+        """,
+        state_hash, provider, expires_at,
+    )
+
+
+async def spend_sso_state(conn: Conn, state_hash: bytes, provider: str,
+                          now: datetime) -> bool:
+    """Spend a state once: True only if it was there, for this provider, and unexpired."""
+    expires_at = await conn.fetchval(
+        "delete from sso_states where state_hash = $1 and provider = $2 returning expires_at",
+        state_hash, provider,
+    )
+    return expires_at is not None and expires_at > now
+
+
+async def identity_by_subject(conn: Conn, issuer: str, subject: str) -> Row | None:
+    return await conn.fetchrow(
+        "select * from federated_identities where issuer = $1 and subject = $2 for update",
+        issuer, subject,
+    )
+
+
+async def insert_identity(conn: Conn, values: dict[str, Any]) -> bool:
+    status = await conn.execute(
+        "insert into federated_identities (id, user_id, provider, issuer, subject, email)"
+        " values ($1, $2, $3, $4, $5, $6) on conflict (issuer, subject) do nothing",
+        values["id"], values["user_id"], values["provider"], values["issuer"],
+        values["subject"], values["email"],
+    )
+    return status.endswith(" 1")
+
+
+async def touch_identity(conn: Conn, identity_id: UUID, email: str | None,
+                         now: datetime) -> None:
+    await conn.execute(
+        "update federated_identities set last_used_at = $3, email = coalesce($2, email)"
+        " where id = $1",
+        identity_id, email, now,
+    )
+
+
+async def identities_of(conn: Conn, user_id: UUID) -> list[Row]:
+    return await conn.fetch(
+        "select id, provider, issuer, subject, email, created_at, last_used_at"
+        " from federated_identities where user_id = $1 order by created_at, id",
+        user_id,
+    )
+
+
+async def lock_user(conn: Conn, user_id: UUID) -> Row | None:
+    return await conn.fetchrow("select * from users where id = $1 for update", user_id)
+
+
+async def delete_identity(conn: Conn, user_id: UUID, identity_id: UUID) -> Row | None:
+    return await conn.fetchrow(
+        "delete from federated_identities where id = $2 and user_id = $1"
+        " returning id, provider, issuer",
+        user_id, identity_id,
+    )
+
+
+async def insert_sso_user(conn: Conn, user_id: UUID, email: str, now: datetime) -> bool:
+    """An account made by a first SSO sign-in: verified (the provider said so), no password."""
+    status = await conn.execute(
+        "insert into users (id, email, password_hash, email_verified_at, created_at)"
+        " values ($1, $2, null, $3, $3) on conflict (email) do nothing",
+        user_id, email, now,
+    )
+    return status.endswith(" 1")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import msgspec
 from aiohttp import web
 
-from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions
+from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions, sso
 from argus_auth.core import Auth
 from argus_auth.pages import page_routes
 from argus_shared import scoping
@@ -15,13 +16,21 @@ from argus_shared.errors import Problem
 from argus_shared.handlers import ctx_of, json, not_found, uuid_param
 from argus_shared.problem_types import (
     CODE_USED,
+    IDENTITY_IN_USE,
+    IDP_UNAVAILABLE,
+    LAST_SIGN_IN_METHOD,
     MFA_REQUIRED,
     SECOND_FACTOR_REQUIRED,
+    SSO_DOMAIN_NOT_ALLOWED,
+    SSO_EMAIL_UNVERIFIED,
+    SSO_LINK_REQUIRED,
+    SSO_REFUSED,
+    SSO_STATE,
     STEP_UP_REQUIRED,
 )
 from argus_shared.request import CLIENT_IP, REQUEST_ID
 from argus_shared.routing import Answer, Answers, Public, Route
-from argus_shared.validation import parse_json
+from argus_shared.validation import parse_json, parse_query
 from argus_shared.web import LIMITER_KEY
 
 AUTH_KEY = web.AppKey("auth", Auth)
@@ -86,13 +95,18 @@ def token_response(request: web.Request, issued: sessions.Issued) -> web.Respons
     response = json({"access_token": issued.access_token, "token_type": "Bearer",
                      "expires_in": issued.expires_in, "refresh_token": issued.refresh_token,
                      "session_id": str(issued.session_id)})
+    _session_cookies(request, response, issued)
+    return response
+
+
+def _session_cookies(request: web.Request, response: web.StreamResponse,
+                     issued: sessions.Issued) -> None:
     secure = auth_of(request).config.secure_cookies
     response.set_cookie(ACCESS_COOKIE, issued.access_token, max_age=issued.expires_in, path="/",
                         secure=secure, httponly=True, samesite="Lax")
     response.set_cookie(REFRESH_COOKIE, issued.refresh_token, path="/", secure=secure,
                         httponly=True, samesite="Lax",
                         max_age=auth_of(request).config.refresh_ttl)
-    return response
 
 
 # sign-up, login, tokens -------------------------------------------------------------------------
@@ -331,6 +345,99 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# single sign-on (argus_auth.sso) ---------------------------------------------------------------
+
+def _state_cookie(request: web.Request, response: web.StreamResponse,
+                  started: sso.Started) -> None:
+    response.set_cookie(sso.STATE_COOKIE, started.cookie, max_age=started.max_age, path="/",
+                        secure=auth_of(request).config.secure_cookies, httponly=True,
+                        samesite="Lax")
+
+
+async def sso_providers(request: web.Request) -> web.Response:
+    return json([{"name": name, "display_name": client.provider.display_name,
+                  "issuer": client.provider.issuer, "start": f"/sso/{name}/start"}
+                 for name, client in auth_of(request).oidc.items()])
+
+
+async def sso_start(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, schemas.SsoStartQuery)
+    _limit_ip(request)
+    started = await sso.start(auth_of(request), request.match_info["provider"], query.return_to)
+    response = web.Response(status=302, headers={"Location": started.url,
+                                                 "Cache-Control": "no-store"})
+    _state_cookie(request, response, started)
+    return response
+
+
+async def sso_callback(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, schemas.SsoCallbackQuery)
+    _limit_ip(request)
+    params = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not None}
+    done = await sso.callback(auth_of(request), request.match_info["provider"], params,
+                              request.cookies.get(sso.STATE_COOKIE), ctx_of(request))
+    response = web.Response(status=303, headers={"Location": done.return_to,
+                                                 "Cache-Control": "no-store"})
+    response.del_cookie(sso.STATE_COOKIE, path="/")
+    secure = auth_of(request).config.secure_cookies
+    if done.issued is not None:
+        _session_cookies(request, response, done.issued)
+    if done.access_token is not None:
+        response.set_cookie(ACCESS_COOKIE, done.access_token, path="/", secure=secure,
+                            httponly=True, samesite="Lax",
+                            max_age=auth_of(request).config.access_ttl)
+    return response
+
+
+async def sso_link(request: web.Request) -> web.Response:
+    """Link a provider to the signed-in account: a sign-in within the step-up window (the
+    password, or a provider already linked) is the proof that it is the owner asking."""
+    claims = require_step_up(request)
+    body = await parse_json(request, schemas.SsoStart)
+    started = await sso.start(auth_of(request), request.match_info["provider"], body.return_to,
+                              mode=sso.LINK, user_id=UUID(claims.sub))
+    response = json({"authorization_url": started.url})
+    _state_cookie(request, response, started)
+    return response
+
+
+async def sso_reauth(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    body = await parse_json(request, schemas.SsoStart)
+    started = await sso.start(auth_of(request), request.match_info["provider"], body.return_to,
+                              mode=sso.REAUTH, user_id=UUID(claims.sub),
+                              session_id=UUID(claims.sid), step_up=True)
+    response = json({"authorization_url": started.url})
+    _state_cookie(request, response, started)
+    return response
+
+
+async def sso_logout(request: web.Request) -> web.Response:
+    """End this session, and say where to end the provider's session too (RP-initiated
+    logout), when the session signed in through one that advertises it."""
+    claims = claims_of(request)
+    auth = auth_of(request)
+    async with auth.pool.acquire() as conn:
+        session = await queries.session_by_id(conn, UUID(claims.sid))
+    await sessions.revoke(auth, UUID(claims.sub), UUID(claims.sid), ctx_of(request), "logout")
+    provider = session["idp_provider"] if session is not None else None
+    response = json({"end_session_url": await sso.logout_url(auth, provider)})
+    response.del_cookie(ACCESS_COOKIE, path="/")
+    response.del_cookie(REFRESH_COOKIE, path="/")
+    return response
+
+
+async def list_identities(request: web.Request) -> web.Response:
+    return json(await sso.identities(auth_of(request), UUID(claims_of(request).sub)))
+
+
+async def unlink_identity(request: web.Request) -> web.Response:
+    claims = require_step_up(request)
+    await sso.unlink(auth_of(request), UUID(claims.sub), uuid_param(request, "identity_id"),
+                     ctx_of(request))
+    return web.Response(status=204)
+
+
 PUBLIC: Public = {"auth": "public", "tags": ("accounts",)}
 KEYS_PATH = "/orgs/{org_id}/projects/{project_id}/api-keys"
 # what handlers answer besides what their declarations imply (argus_shared.openapi)
@@ -344,6 +451,60 @@ MEMBERSHIP: Answers = {
                 headers={"Retry-After": "seconds to wait"})}
 KEY_ADMIN = {**MEMBERSHIP, 403: Answer("The org requires MFA for your role",
                                        problems=(MFA_REQUIRED,))}
+
+SSO: Public = {"auth": "public", "tags": ("sso",)}
+SSO_STATE_ANSWER = Answer("The callback is not this browser's sign-in: no or another state "
+                          "cookie, a wrong or spent state, too late", problems=(SSO_STATE,))
+SSO_IDP_DOWN: Answers = {502: Answer("The identity provider did not answer",
+                                     problems=(IDP_UNAVAILABLE,))}
+SSO_START: Answers = {400: "return_to is not a relative path on this site",
+                      404: "No such provider", **SSO_IDP_DOWN}
+SSO_ROUTES: list[Route] = [
+    Route("GET", "/sso/providers", sso_providers, "The identity providers one can sign in with",
+          response=list[schemas.SsoProviderView], **SSO),
+    Route("GET", "/sso/{provider}/start", sso_start, "Start signing in with a provider: a "
+          "redirect to it, with the sealed __Host-argus_sso state cookie",
+          query=schemas.SsoStartQuery, status=302,
+          responses={302: Answer("To the provider's authorization endpoint",
+                                 headers={"Location": "the provider's authorization URL",
+                                          "Set-Cookie": "__Host-argus_sso (the sign-in state)"}),
+                     **SSO_START}, **SSO),
+    Route("GET", "/sso/{provider}/callback", sso_callback, "Where the provider sends the "
+          "browser back: signs in (new session cookies), links or steps up, then redirects "
+          "to return_to", query=schemas.SsoCallbackQuery, status=303,
+          responses={303: Answer("Back to return_to", headers={
+                         "Location": "the return_to path",
+                         "Set-Cookie": "__Host-argus_access, __Host-argus_refresh"}),
+                     400: SSO_STATE_ANSWER,
+                     401: Answer("The provider's answer failed a check, or it refused",
+                                 problems=(SSO_REFUSED,)),
+                     403: Answer("The provider's email is not verified, or not of an allowed "
+                                 "domain", problems=(SSO_EMAIL_UNVERIFIED,
+                                                     SSO_DOMAIN_NOT_ALLOWED)),
+                     404: "No such provider",
+                     409: Answer("An account has this email: sign in with the password and "
+                                 "link; or the identity is another account's",
+                                 problems=(SSO_LINK_REQUIRED, IDENTITY_IN_USE)),
+                     **SSO_IDP_DOWN}, **SSO),
+    Route("POST", "/sso/{provider}/link", sso_link, "Link a provider to my account (step-up "
+          "required): the URL to send the browser to, and the state cookie",
+          body=schemas.SsoStart, response=schemas.SsoAuthorization,
+          responses={**STEP_UP, **SSO_START}, tags=("sso",)),
+    Route("POST", "/sso/{provider}/reauth", sso_reauth, "Step up through a linked provider "
+          "(prompt=login, max_age=0): the URL to send the browser to",
+          body=schemas.SsoStart, response=schemas.SsoAuthorization, responses=SSO_START,
+          tags=("sso",)),
+    Route("POST", "/sso/logout", sso_logout, "End this session; the provider's end-session "
+          "URL when it advertises one (RP-initiated logout)", response=schemas.SsoLogout,
+          tags=("sso",)),
+    Route("GET", "/account/identities", list_identities, "My linked identity providers",
+          response=list[schemas.IdentityView], tags=("sso",)),
+    Route("DELETE", "/account/identities/{identity_id}", unlink_identity,
+          "Unlink an identity provider (step-up required; never the last way to sign in)",
+          status=204, responses={**STEP_UP, 409: Answer(
+              "It is the account's last way to sign in", problems=(LAST_SIGN_IN_METHOD,))},
+          tags=("sso",)),
+]
 
 ROUTES: list[Route] = [
     Route("POST", "/signup", sign_up, "Sign up (answers the same for a known email)",
@@ -417,6 +578,7 @@ ROUTES: list[Route] = [
           tags=("api-keys",)),
     Route("DELETE", KEYS_PATH + "/{key_id}", revoke_api_key, "Revoke an API key", status=204,
           roles=ADMIN_ROLES, responses=KEY_ADMIN, tags=("api-keys",)),
+    *SSO_ROUTES,
     *page_routes(),
 ]
 

@@ -135,3 +135,50 @@ class ApiKeyView(msgspec.Struct):
 class ApiKeyCreated(msgspec.Struct):
     key: str
     api_key: ApiKeyView
+
+
+# single sign-on ---------------------------------------------------------------------------------
+
+ReturnTo = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class SsoStartQuery(Strict):
+    return_to: ReturnTo | None = None
+
+
+class SsoStart(Strict):
+    return_to: ReturnTo | None = None
+
+
+class SsoCallbackQuery(msgspec.Struct, kw_only=True):
+    """What a provider sends back (others it adds, such as `session_state`, are ignored)."""
+
+    state: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    code: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    error_description: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+
+
+class SsoProviderView(msgspec.Struct):
+    name: str
+    display_name: str
+    issuer: str
+    start: str
+
+
+class SsoAuthorization(msgspec.Struct):
+    authorization_url: str
+
+
+class IdentityView(msgspec.Struct):
+    id: str
+    provider: str
+    issuer: str
+    subject: str
+    email: str | None
+    created_at: str
+    last_used_at: str
+
+
+class SsoLogout(msgspec.Struct):
+    end_session_url: str | None

@@ -68,23 +68,31 @@ def access_token(auth: Auth, session: RowLike, now: datetime) -> str:
     }
     if session.get("org_id"):
         claims["org"], claims["role"] = str(session["org_id"]), session["role"]
+    if session.get("idp"):  # signed in through a provider: its issuer (argus_auth.sso)
+        claims["idp"] = session["idp"]
     return auth.signing.sign(claims)
 
 
 async def start(auth: Auth, conn: Conn, user_id: UUID, amr: list[str], ctx: Ctx, *,
-                clear_throttle: bytes | None = None) -> Issued:
+                clear_throttle: bytes | None = None, idp: str | None = None,
+                idp_provider: str | None = None) -> Issued:
     """A new session for a user who just logged in; one event, `auth.login.succeeded`, records
     both the login and the session it opened. Session, refresh token, event (and the cleared
-    failure count) go in one statement, so this is atomic even outside a transaction."""
+    failure count) go in one statement, so this is atomic even outside a transaction. A
+    sign-in through a provider records its issuer (`idp`) and configured name on the session."""
     now = auth.now()
     session: dict[str, Any] = {
         "id": uuid.uuid4(), "user_id": user_id, "org_id": None, "role": None, "amr": amr,
         "auth_time": now, "ip": ctx.ip, "user_agent": (ctx.user_agent or "")[:500] or None,
         "expires_at": now + timedelta(seconds=auth.config.refresh_ttl), "now": now,
+        "idp": idp, "idp_provider": idp_provider,
     }
     refresh = new_refresh_token()
+    data: dict[str, Any] = {"amr": amr}
+    if idp:
+        data.update(idp=idp, provider=idp_provider)
     event = prepare(ctx, LOGIN_SUCCEEDED, actor=user(user_id),
-                    resource=("session", str(session["id"])), data={"amr": amr})
+                    resource=("session", str(session["id"])), data=data)
     await queries.start_session(conn, session, crypto.sha256(refresh), event, clear_throttle)
     return Issued(access_token(auth, session, now), refresh, session["id"],
                   auth.config.access_ttl)
