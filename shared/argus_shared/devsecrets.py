@@ -26,6 +26,7 @@ PASSWORD_FILES = (
     "pg-superuser-password",
     "db-owner-password",
     *(password_file(s) for s in SERVICES),
+    "db-replication-password",  # argus_replication: `argus backup`'s pg_basebackup
 )
 
 

@@ -18,13 +18,18 @@ from argus_shared.settings import OWNER_ROLE, SERVICES, role_of, schema_of
 _LOCK_KEY = 0x617267_7573  # "argus": serialises concurrent provisioners
 
 _ROLE_FLAGS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+# `argus backup`'s role: REPLICATION (what pg_basebackup needs, over the replication protocol)
+# and nothing else: no CONNECT on the database, no schema, no table
+REPLICATION_ROLE = "argus_replication"
+_REPLICATION_FLAGS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE REPLICATION NOBYPASSRLS NOINHERIT"
 
 
-async def _ensure_role(conn: asyncpg.Connection, role: str, password: str, extra: str = "") -> None:
+async def _ensure_role(conn: asyncpg.Connection, role: str, password: str, extra: str = "",
+                       flags: str = _ROLE_FLAGS) -> None:
     exists = await conn.fetchval("select 1 from pg_roles where rolname = $1", role)
     verb = "ALTER" if exists else "CREATE"
     statement = await conn.fetchval(
-        f"select format('{verb} ROLE %I WITH {_ROLE_FLAGS} {extra} PASSWORD %L',"
+        f"select format('{verb} ROLE %I WITH {flags} {extra} PASSWORD %L',"
         " $1::text, $2::text)",
         role,
         password,
@@ -37,11 +42,17 @@ async def provision(
     owner_password: str,
     service_passwords: Mapping[str, str],
     services: tuple[str, ...] = SERVICES,
+    replication_password: str | None = None,
 ) -> None:
+    """`replication_password`: also the backup role (REPLICATION_ROLE), when backups are taken
+    with it."""
     database = await conn.fetchval("select current_database()")
     await conn.execute("select pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await _ensure_role(conn, OWNER_ROLE, owner_password)
+        if replication_password is not None:
+            await _ensure_role(conn, REPLICATION_ROLE, replication_password,
+                               flags=_REPLICATION_FLAGS)
         await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
         await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
         await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {OWNER_ROLE}')

@@ -58,6 +58,10 @@ async def _rows(data_dir: Path) -> dict[str, list[str]]:
                                          " from tenant_api.ledger_entries")
             sent = await conn.fetchval("select count(*) from auth.outbox where sent_at is not null")
             unsent = await conn.fetchval("select count(*) from auth.outbox where sent_at is null")
+            role = await conn.fetchrow(
+                "select rolsuper, rolreplication, rolcreaterole, rolbypassrls,"
+                " has_database_privilege(oid, 'argus', 'CONNECT') as connect"
+                " from pg_roles where rolname = 'argus_replication'")
         finally:
             await conn.close()
     finally:
@@ -65,7 +69,8 @@ async def _rows(data_dir: Path) -> dict[str, list[str]]:
     return {"users": [r["email"] for r in users], "all": [r["email"] for r in everyone],
             "orgs": [r["slug"] for r in orgs],
             "outbox": [f"sent {sent}", f"unsent {unsent}"], "deletions": [str(deletions)],
-            "ledger": [str(ledger)]}
+            "ledger": [str(ledger)],
+            "replication": [f"{k}={v}" for k, v in (dict(role) if role else {}).items()]}
 
 
 async def _write(gateway: Gateway, mailbox: Path, email: str, upload: bool = False) -> None:
@@ -229,3 +234,11 @@ def test_a_restore_never_goes_into_an_existing_directory(restored: Restored) -> 
     code, output = _argus(restored.data_dir, "restore", "--from", str(restored.archive),
                           "--data-dir", str(restored.data_dir))
     assert code == 1 and "exists" in output, output
+
+
+def test_the_base_is_taken_by_a_replication_only_role(restored: Restored) -> None:
+    assert "base backup" in restored.backup_output
+    assert " of argus_replication@127.0.0.1:" in restored.backup_output, restored.backup_output
+    assert restored.latest["replication"] == [
+        "rolsuper=False", "rolreplication=True", "rolcreaterole=False", "rolbypassrls=False",
+        "connect=False"], restored.latest  # no superuser, no table, not even the database

@@ -17,15 +17,19 @@ import subprocess
 import sys
 import tarfile
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote, urlsplit
 
 from argus_shared.backup_manifest import BackupFile, Manifest, write_manifest
 from argus_shared.backup_seal import seal_stream
+from argus_shared.cli.infra import REPLICATION_PASSWORD
 from argus_shared.cli.state import read_state
 from argus_shared.devsecrets import ensure_dev_secrets
 from argus_shared.embedded import EmbeddedError, pg_bin_dir
+from argus_shared.provision import REPLICATION_ROLE
 from argus_shared.settings import ConfigError, Env, KeyRing
 from argus_shared.wal_archive import seal_incoming
 
@@ -74,21 +78,40 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "running suite's)")
 
 
-def _admin(args: argparse.Namespace) -> tuple[str, int, str]:
-    """Host, port and superuser password of the cluster to back up."""
+@dataclass(frozen=True)
+class Source:
+    """Where pg_basebackup connects, and as whom."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+
+def _from_url(url: str) -> Source:
+    parts = urlsplit(url)
+    if not parts.username:
+        raise ConfigError("the backup database URL names no user")
+    return Source(str(parts.hostname or "127.0.0.1"), parts.port or 5432,
+                  unquote(parts.username), unquote(parts.password or ""))
+
+
+def source_of(args: argparse.Namespace) -> Source:
+    """The cluster to back up: ARGUS_BACKUP_DATABASE_URL(_FILE) (the least-privilege
+    REPLICATION role, deploy/backup-runbook.md), else ARGUS_DATABASE_ADMIN_URL(_FILE) as given,
+    else the running embedded suite's PostgreSQL as that role (`argus up` provisions it)."""
     env = Env()
-    url = env.secret("ARGUS_DATABASE_ADMIN_URL", required=False)
-    if url:
-        from urllib.parse import urlsplit
-        parts = urlsplit(url)
-        return str(parts.hostname), parts.port or 5432, parts.password or ""
+    for name in ("ARGUS_BACKUP_DATABASE_URL", "ARGUS_DATABASE_ADMIN_URL"):
+        url = env.secret(name, required=False)
+        if url:
+            return _from_url(url)
     state = read_state(args.data_dir.resolve())
     port = args.pg_port or (int(state.postgresql.rsplit(":", 1)[1].split("/")[0])
                             if state else None)
     if port is None:
         raise ConfigError("no running suite under the data directory: give --pg-port")
-    password = ensure_dev_secrets(args.data_dir / "secrets").read("pg-superuser-password")
-    return "127.0.0.1", port, password
+    store = ensure_dev_secrets(args.data_dir / "secrets")
+    return Source("127.0.0.1", port, REPLICATION_ROLE, store.read(REPLICATION_PASSWORD))
 
 
 def _pump(source: IO[bytes], keys: KeyRing, target: Path, context: bytes) -> str:
@@ -99,12 +122,11 @@ def _pump(source: IO[bytes], keys: KeyRing, target: Path, context: bytes) -> str
     return digest
 
 
-def _base(host: str, port: int, password: str, keys: KeyRing, target: Path,
-          context: bytes) -> tuple[str, str]:
+def _base(source: Source, keys: KeyRing, target: Path, context: bytes) -> tuple[str, str]:
     """Run pg_basebackup into `target`, sealed: (sha256, its stderr)."""
-    argv = [pg_tool("pg_basebackup"), "-h", host, "-p", str(port), "-U", "postgres",
-            "-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "-v", "-P"]
-    env = {**os.environ, "PGPASSWORD": password}
+    argv = [pg_tool("pg_basebackup"), "-h", source.host, "-p", str(source.port),
+            "-U", source.user, "-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "-v", "-P"]
+    env = {**os.environ, "PGPASSWORD": source.password}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     errors: list[bytes] = []
@@ -171,9 +193,10 @@ def take(args: argparse.Namespace) -> Path:
     backup_id = started.strftime("%Y%m%dT%H%M%S%fZ")
     directory = to / BASE / backup_id
     directory.mkdir(parents=True, mode=0o700)
-    host, port, password = _admin(args)
-    print(f"argus: base backup {backup_id} of {host}:{port} into {directory}", flush=True)
-    pg_digest, log = _base(host, port, password, keys, directory / "postgresql.tar.sealed",
+    source = source_of(args)
+    print(f"argus: base backup {backup_id} of {source.user}@{source.host}:{source.port} into "
+          f"{directory}", flush=True)
+    pg_digest, log = _base(source, keys, directory / "postgresql.tar.sealed",
                            f"{backup_id}/postgresql.tar".encode())
     start_lsn, end_lsn, timeline = _lsns(log)
     files_dir = Path(Env().str("ARGUS_FILES_DIR") or args.data_dir.resolve() / "files")

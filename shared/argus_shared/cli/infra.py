@@ -104,6 +104,16 @@ async def _ensure_database(admin_url: str) -> None:
         await conn.close()
 
 
+REPLICATION_PASSWORD = "db-replication-password"  # noqa: S105 (a file name)
+
+
+def replication_password(infra: Infrastructure) -> str:
+    """The backup role's password: ARGUS_DB_REPLICATION_PASSWORD(_FILE), else the secrets
+    directory's `db-replication-password`."""
+    given = Env().secret("ARGUS_DB_REPLICATION_PASSWORD", required=False)
+    return given or infra.secrets.read(REPLICATION_PASSWORD)
+
+
 async def provision_all(infra: Infrastructure) -> None:
     assert infra.admin_url is not None
     try:
@@ -113,7 +123,8 @@ async def provision_all(infra: Infrastructure) -> None:
         where = urlsplit(infra.admin_url).hostname
         raise StartupError(f"cannot reach PostgreSQL at {where} to provision: {exc}") from None
     try:
-        await provision(conn, infra.owner_password, infra.secrets.service_passwords())
+        await provision(conn, infra.owner_password, infra.secrets.service_passwords(),
+                        replication_password=replication_password(infra))
     finally:
         await conn.close()
 
