@@ -55,8 +55,10 @@ class Sso:
 async def sso(make_auth_service: Any, op: OpenIdProvider) -> Sso:
     acme, evil = f"acme-{uuid.uuid4().hex[:8]}", f"evil-{uuid.uuid4().hex[:8]}"
     providers = {"acme": provider(op, "acme", acme), "evil": provider(op, "evil", evil),
-                 "entra": provider(op, "entra", "organizations", preset="microsoft")}
-    for name, tenant in (("acme", acme), ("evil", evil), ("entra", "organizations")):
+                 "entra": provider(op, "entra", "organizations", preset="microsoft"),
+                 "corp": provider(op, "corp", acme, allowed_domains=("corp.example",))}
+    for name, tenant in (("acme", acme), ("evil", evil), ("entra", "organizations"),
+                         ("corp", acme)):
         await op.client(tenant, f"client-{name}", [name])
     config = SsoConfig(providers=providers, redirect_base=PUBLIC, jwks_min_refetch=0.0)
     return Sso(await make_auth_service(sso=config), op, acme, evil)
@@ -108,7 +110,7 @@ async def test_first_sign_in_creates_a_verified_account_and_a_normal_session(sso
 
 async def test_providers_are_listed_and_an_unknown_one_is_404(sso: Sso) -> None:
     status, listed = await sso.service.call("GET", "/sso/providers")
-    assert status == 200 and {p["name"] for p in listed} == {"acme", "evil", "entra"}
+    assert status == 200 and {p["name"] for p in listed} == {"acme", "evil", "entra", "corp"}
     answer = await sso.browser().start("nope")
     assert answer.status == 404
 
@@ -271,6 +273,16 @@ async def test_an_unverified_email_creates_and_links_nothing(sso: Sso,
     linked = await browser.get(await browser.to_provider(body["authorization_url"]))
     assert linked.status == 403
     await sso.nothing_for(address, sub)
+
+
+async def test_a_provider_limited_to_domains_signs_in_only_those(sso: Sso) -> None:
+    outsider = email()
+    sub = await sso.op.user(sso.acme, outsider)
+    done = await sso.browser().sign_in("corp")
+    assert done.status == 403 and done.body["type"] == P + "sso-domain-not-allowed"
+    await sso.nothing_for(outsider, sub)
+    await sso.op.user(sso.acme, f"ada-{uuid.uuid4().hex[:6]}@corp.example")
+    assert (await sso.browser().sign_in("corp")).status == 303
 
 
 # forged or replayed answers ----------------------------------------------------------------------
