@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 import pytest
@@ -347,6 +348,22 @@ async def test_a_replayed_callback_or_code_is_refused(sso: Sso) -> None:
     reused = await fresh.get(fresh.service.url(f"/sso/acme/callback?code={code}&state={state}"))
     assert reused.status == 401 and "invalid_grant" in reused.body["detail"]
     assert await sso.count("select count(*) from users where email = $1", address) == 1
+
+
+async def test_an_authorization_response_from_another_issuer_is_refused(sso: Sso) -> None:
+    """RFC 9207 mix-up defence: the response's `iss` is checked before the code is sent."""
+    address = email()
+    sub = await sso.op.user(sso.acme, address)
+    browser = sso.browser()
+    started = await browser.start("acme")
+    assert started.location
+    callback = await browser.to_provider(started.location)
+    assert query_of(callback)["iss"] == sso.op.issuer(sso.acme)  # every sign-in here checks it
+    answer = {**query_of(callback), "iss": sso.op.issuer(sso.evil)}
+    mixed = await browser.get(f"{callback.partition('?')[0]}?{urlencode(answer)}")
+    assert mixed.status == 401 and "(iss)" in mixed.body["detail"]
+    assert await sso.op.token_log(sso.acme) == []  # the code never reached a token endpoint
+    await sso.nothing_for(address, sub)
 
 
 async def test_the_providers_error_answer_is_a_refusal(sso: Sso) -> None:

@@ -96,6 +96,7 @@ class Provider:
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
                                                       "client_secret_post"],
             "scopes_supported": ["openid", "email", "profile"],
+            "authorization_response_iss_parameter_supported": tenant.name != MULTI_TENANT,
         })
 
     async def jwks(self, request: web.Request) -> web.Response:
@@ -123,7 +124,10 @@ class Provider:
                               "user": dict(tenant.user), "attack": tenant.attack,
                               "auth_time": tenant.auth_time, "used": False,
                               "expires": now + 60}
-        return self._back(q, {"code": code})
+        back = {"code": code}
+        if tenant.name != MULTI_TENANT:  # RFC 9207 (Entra's multi-tenant endpoint sends none)
+            back["iss"] = self.base(tenant.name)
+        return self._back(q, back)
 
     def _back(self, q: Any, params: dict[str, str]) -> web.Response:
         if q.get("state"):

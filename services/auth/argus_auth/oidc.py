@@ -29,7 +29,7 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from joserfc.util import urlsafe_b64decode
 
-from argus_auth.sso_providers import ALGORITHMS, Provider, SsoConfig
+from argus_auth.sso_providers import ALGORITHMS, TENANT_PLACEHOLDER, Provider, SsoConfig
 
 log = logging.getLogger("argus.auth.oidc")
 DISCOVERY = "/.well-known/openid-configuration"
@@ -147,6 +147,22 @@ class OidcClient:
             meta.document["authorization_endpoint"], code_verifier=verifier, nonce=nonce,
             **extra)
         return Request(url, state, nonce, verifier)
+
+    async def check_response_issuer(self, iss: str | None) -> None:
+        """RFC 9207: an `iss` in the authorization response must be this provider's, checked
+        before the code goes anywhere (a mix-up attack sends it to another's token endpoint)."""
+        if iss is None:
+            return
+        document_issuer = (await self.metadata()).document["issuer"]
+        if self.provider.multi_tenant:
+            head, _, tail = document_issuer.partition(TENANT_PLACEHOLDER)
+            tenant = iss[len(head):len(iss) - len(tail)] if iss.startswith(head) \
+                and iss.endswith(tail) else ""
+            ok = iss in self.provider.expected_issuers(document_issuer, tenant)
+        else:
+            ok = iss in self.provider.expected_issuers(document_issuer, None)
+        if not ok:
+            raise IdTokenRefused("the authorization response comes from another issuer (iss)")
 
     async def exchange(self, code: str, redirect_uri: str, code_verifier: str) -> dict[str, Any]:
         """The token endpoint's answer for a code (authlib builds the request and the client

@@ -157,6 +157,7 @@ class SsoCallbackQuery(msgspec.Struct, kw_only=True):
     code: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
     error: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     error_description: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    iss: Annotated[str, msgspec.Meta(max_length=512)] | None = None  # RFC 9207
 
 
 class SsoProviderView(msgspec.Struct):

@@ -188,6 +188,7 @@ async def _verified(auth: Auth, client: OidcClient, flow: dict[str, Any],
         raise refused("the identity provider's answer has no code")
     redirect_uri = auth.config.sso.redirect_uri(flow["p"])
     try:
+        await client.check_response_issuer(query.get("iss"))
         tokens = await client.exchange(code, redirect_uri, flow["v"])
         return await client.verify(tokens, flow["n"], flow.get("ma"))
     except IdTokenRefused as exc:
