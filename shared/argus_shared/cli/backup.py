@@ -24,6 +24,7 @@ from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from argus_shared.backup_manifest import BackupFile, Manifest, write_manifest
+from argus_shared.backup_s3 import is_s3, upload
 from argus_shared.backup_seal import seal_stream
 from argus_shared.cli.infra import REPLICATION_PASSWORD
 from argus_shared.cli.state import read_state
@@ -72,8 +73,8 @@ def default_dir(data_dir: Path) -> Path:
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     taking = commands.add_parser("backup", help="take an encrypted base backup (pg_basebackup "
                                  "and the file objects) with a signed manifest")
-    taking.add_argument("--to", type=Path, help="backup directory (ARGUS_BACKUP_DIR; "
-                        "<data-dir>/backups)")
+    taking.add_argument("--to", help="backup directory (ARGUS_BACKUP_DIR; <data-dir>/backups),"
+                        " or s3://bucket/prefix (taken into that directory, then uploaded)")
     taking.add_argument("--pg-port", type=int, help="embedded PostgreSQL port (default: the "
                         "running suite's)")
 
@@ -186,7 +187,8 @@ def _file(directory: Path, name: str, holds: str, digest: str) -> BackupFile:
 
 def take(args: argparse.Namespace) -> Path:
     keys = master_keys(args.data_dir)
-    to = (args.to or default_dir(args.data_dir)).resolve()
+    bucket = args.to if is_s3(args.to) else None
+    to = (Path(args.to) if args.to and not bucket else default_dir(args.data_dir)).resolve()
     if (to / "incoming").is_dir():
         seal_incoming(keys, to)
     started = datetime.now(UTC)
@@ -213,6 +215,9 @@ def take(args: argparse.Namespace) -> Path:
     size = sum(f.sealed_bytes for f in manifest.files) / 1e6
     print(f"argus: backup {backup_id}: {size:.1f} MB, WAL {start_lsn}..{end_lsn}, "
           f"master key {keys.current}", flush=True)
+    if bucket:
+        sent = upload(to, bucket)
+        print(f"argus: {sent} sealed files uploaded to {bucket}", flush=True)
     print(KEYS_WARNING.format(ring=args.data_dir.resolve() / "secrets" / "master-keys"),
           file=sys.stderr, flush=True)
     return directory

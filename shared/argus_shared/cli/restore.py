@@ -24,6 +24,7 @@ from typing import TypeAlias
 import asyncpg
 
 from argus_shared.backup_manifest import Manifest, read_manifest, verified_manifest
+from argus_shared.backup_s3 import downloaded, is_s3
 from argus_shared.backup_seal import BackupSealError, open_stream
 from argus_shared.cli.backup import BASE, default_dir, master_keys
 from argus_shared.deletions_journal import Journal, read_journal, reapply
@@ -45,8 +46,9 @@ def add_parsers(commands: Commands) -> Commands:
     """`restore` and `backups list`; the `backups` actions, for more (`prune`)."""
     restoring = commands.add_parser("restore", help="restore a backup (to a point in time) into "
                                     "a new data directory")
-    restoring.add_argument("--from", dest="source", type=Path,
-                           help="backup directory (ARGUS_BACKUP_DIR; <data-dir>/backups)")
+    restoring.add_argument("--from", dest="source",
+                           help="backup directory (ARGUS_BACKUP_DIR; <data-dir>/backups), or "
+                           "s3://bucket/prefix (downloaded first)")
     restoring.add_argument("--backup", help="base backup id (default: the latest before the "
                            "target time)")
     restoring.add_argument("--target-time", help="ISO 8601 time with zone to recover to "
@@ -225,7 +227,10 @@ def restore(args: argparse.Namespace) -> Path:
     new: Path = args.new_dir.resolve()
     if new.exists():
         raise RestoreFailed(f"{new} exists: a restore goes only into a new directory")
-    source = (args.source or default_dir(args.data_dir)).resolve()
+    if is_s3(args.source):
+        with downloaded(args.source) as local:
+            return restore(argparse.Namespace(**{**vars(args), "source": local}))
+    source = Path(args.source or default_dir(args.data_dir)).resolve()
     secrets = ensure_dev_secrets(args.data_dir / "secrets")
     keys = master_keys(args.data_dir)
     if (source / "incoming").is_dir():

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from argus_shared.backup_s3 import bucket_and_prefix, upload
 from argus_shared.cli.backup import default_dir, master_keys
 from argus_shared.deletions_journal import capture
 from argus_shared.settings import Env
@@ -22,6 +23,8 @@ def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     sealing = actions.add_parser("seal-wal", help="seal the WAL PostgreSQL archived and "
                                  "journal deletions (once, or every --every seconds)")
     sealing.add_argument("--from", dest="source", type=Path)
+    sealing.add_argument("--to", help="s3://bucket/prefix: upload what it lacks after each "
+                         "round (the WAL between two bases, the journal)")
     sealing.add_argument("--every", type=float, default=0.0,
                          help="seconds between rounds; 0 (default): one round")
 
@@ -33,11 +36,15 @@ def _round(args: argparse.Namespace, url: str | None) -> tuple[int, int]:
     keys = master_keys(args.data_dir)
     sealed = seal_incoming(keys, archive)
     journaled = asyncio.run(capture(keys, url, archive)) if url else 0
+    if args.to:
+        upload(archive, args.to)
     return sealed, journaled
 
 
 def run(args: argparse.Namespace) -> None:
     url = Env().secret("ARGUS_DATABASE_ADMIN_URL", required=False)
+    if args.to:
+        bucket_and_prefix(args.to)  # a malformed target stops here, before any round
     while True:
         try:
             sealed, journaled = _round(args, url)
