@@ -15,6 +15,8 @@ import jwt
 import pytest
 
 from argus_auth.sso_providers import SsoConfig
+from argus_shared import xut
+from argus_shared.nats import request
 from support.auth_service import AuthService
 from support.sso import PUBLIC, Browser, OpenIdProvider, provider, query_of, start_provider
 
@@ -107,6 +109,18 @@ async def test_first_sign_in_creates_a_verified_account_and_a_normal_session(sso
     assert again.status == 303
     assert claims_of(again.cookies[ACCESS])["sub"] == claims["sub"]
     assert await sso.count("select count(*) from users where email = $1", address) == 1
+
+
+async def test_export_my_data_lists_the_linked_identities(sso: Sso) -> None:
+    sub = await sso.op.user(sso.acme, email())
+    done = await sso.browser().sign_in("acme")
+    user_id = claims_of(done.cookies[ACCESS])["sub"]
+    auth = sso.service.auth
+    exported = await request(auth.nc, auth.xut_keys, issuer="tenant-api", service="auth",
+                             method="export_user", payload={"user_id": user_id},
+                             identity=xut.Identity(sub=f"user:{user_id}"))
+    assert [(i["issuer"], i["subject"]) for i in exported["identities"]] == [
+        (sso.op.issuer(sso.acme), sub)]
 
 
 async def test_providers_are_listed_and_an_unknown_one_is_404(sso: Sso) -> None:

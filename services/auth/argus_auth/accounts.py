@@ -303,11 +303,15 @@ async def export_rpc(auth: Auth, claims: Any, payload: Any) -> dict[str, Any]:
             raise RpcError(404, "no such user")
         sessions_rows = await queries.sessions_of(conn, user_id, auth.now())
         mfa_on = await mfa.enabled(conn, user_id)
+        identities = await queries.identities_of(conn, user_id)
     return {
         "email": account["email"], "created_at": account["created_at"].isoformat(),
         "email_verified": account["email_verified_at"] is not None, "mfa_enabled": mfa_on,
         "sessions": [{"created_at": r["created_at"].isoformat(), "ip": r["ip"],
                       "user_agent": r["user_agent"]} for r in sessions_rows],
+        "identities": [{"provider": r["provider"], "issuer": r["issuer"],
+                        "subject": r["subject"], "email": r["email"],
+                        "created_at": r["created_at"].isoformat()} for r in identities],
     }
 
 
