@@ -3,7 +3,7 @@ running: on a good backup the drill restores it, starts a whole second suite on 
 verifies every audit chain (and its signed checkpoints), downloads and hashes files through the
 files API, reconciles wallets, sees every outbox event arrive, and passes; on a backup holding
 a forged audit row and a corrupted file object it FAILS and names both. An org deleted after a
-base is deleted (and its files shredded) again by a restore to before the deletion; a
+base is deleted (its files shredded) and purged again by a restore to before the deletion; a
 tampered deletions journal is refused."""
 
 from __future__ import annotations
@@ -74,6 +74,16 @@ async def _settle(data_dir: Path, port: int) -> None:
     await asyncio.sleep(5)
 
 
+async def _past_grace(data_dir: Path, port: int, org_id: str) -> None:
+    """The org's deletion backdated past the 7-day grace, so tenant-api's job purges it now."""
+    conn = await asyncpg.connect(_admin(data_dir, port))
+    try:
+        await conn.execute("update tenant_api.orgs set deleted_at = now() - interval '8 days'"
+                           " where org_id = $1", org_id)
+    finally:
+        await conn.close()
+
+
 async def _tamper(data_dir: Path, port: int, org_id: str) -> None:
     """Forge one audit event of the org (past the append-only trigger, as a superuser could) and
     flip a byte of one of its stored file objects."""
@@ -116,6 +126,11 @@ async def _doomed_rows(data_dir: Path, org_id: str) -> dict[str, Any]:
                     " and subject like '%.org.deleted'", org_id),
                 "live_orgs": await conn.fetchval("select count(*) from tenant_api.orgs"
                                                  " where deleted_at is null"),
+                "purged": await conn.fetchval("select purged_at is not null and slug like"
+                                              " 'deleted-%' from tenant_api.orgs"
+                                              " where org_id = $1", org_id),
+                "members": await conn.fetchval("select count(*) from tenant_api.memberships"
+                                               " where org_id = $1", org_id),
                 "bytes": (data_dir / "files" / org_id).exists(),
             }
         finally:
@@ -135,7 +150,8 @@ async def drilled(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Dri
     data_dir, archive, ports = root / "argus", root / "archive", free_ports()
     log = tmp_path_factory.mktemp("drill") / "up.log"
     proc = Proc.start([*up_command(data_dir, ports), "--archive", str(archive)],
-                      {"ARGUS_AUDIT_CHECKPOINT_SECONDS": "1"}, log)
+                      {"ARGUS_AUDIT_CHECKPOINT_SECONDS": "1", "ARGUS_RECONCILE_SECONDS": "1"},
+                      log)
     try:
         await wait_for_banner(proc)
         async with aiohttp.ClientSession() as http:
@@ -152,7 +168,8 @@ async def drilled(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Dri
             await asyncio.sleep(1.5)
             await gateway.call("DELETE", f"/tenant/orgs/{doomed}", token=doomed_token,
                                expect=204)
-            await asyncio.sleep(3)  # files shreds it on org.deleted
+            await _past_grace(data_dir, ports["pg"], doomed)
+            await asyncio.sleep(3)  # files shreds it on org.deleted; tenant-api purges it
             await _settle(data_dir, ports["pg"])
             passed = await _drill(data_dir, archive)
             live = await gateway.send("GET", "/.well-known/jwks.json")
@@ -214,9 +231,11 @@ def test_an_org_deleted_after_the_base_is_deleted_again_on_restore(drilled: Dril
     assert rows["files"] == 0 and rows["bytes"] is False, rows  # crypto-shredded, bytes gone
     assert rows["keys"] == 0 and rows["queued"] == 1, rows  # org.deleted queued again
     assert rows["live_orgs"] == 1, rows  # the kept org only
+    assert rows["purged"] is True and rows["members"] == 0, rows  # and purged, as it had been
     journal = [json.loads(line) for line in
                (drilled.archive / "deletions.jsonl").read_text().splitlines()]
-    assert [(e["kind"], e["org_id"]) for e in journal] == [("org", drilled.doomed)], journal
+    assert {(e["kind"], e["org_id"]) for e in journal} == {("org", drilled.doomed)}, journal
+    assert journal[-1]["purged_at"], journal
 
 
 def test_a_tampered_deletions_journal_is_refused(drilled: Drilled) -> None:
