@@ -242,3 +242,20 @@ def test_the_base_is_taken_by_a_replication_only_role(restored: Restored) -> Non
     assert restored.latest["replication"] == [
         "rolsuper=False", "rolreplication=True", "rolcreaterole=False", "rolbypassrls=False",
         "connect=False"], restored.latest  # no superuser, no table, not even the database
+
+
+def test_a_mounted_key_ring_reads_the_backup_and_goes_with_the_restore(
+        restored: Restored) -> None:
+    ring = restored.root / "mounted-master-keys"  # as ARGUS_MASTER_KEYS_FILE in k8s/compose
+    shutil.copyfile(restored.data_dir / "secrets" / "master-keys", ring)
+    stranger = restored.root / "operator"  # the deployment's secrets, but another dev ring
+    shutil.copytree(restored.data_dir / "secrets", stranger / "secrets")
+    (stranger / "secrets" / "master-keys").unlink()
+    code, output = run_to_exit(
+        [ARGUS, "--data-dir", str(stranger), "restore", "--from", str(restored.archive),
+         "--data-dir", str(restored.root / "mounted")],
+        {"ARGUS_MASTER_KEYS_FILE": str(ring)}, timeout=300)
+    assert code == 0, output
+    assert (restored.root / "mounted" / "secrets" / "master-keys").read_bytes() == \
+        ring.read_bytes()
+    assert (stranger / "secrets" / "master-keys").read_bytes() != ring.read_bytes()

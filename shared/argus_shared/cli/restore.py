@@ -30,7 +30,7 @@ from argus_shared.cli.backup import BASE, default_dir, master_keys
 from argus_shared.deletions_journal import Journal, read_journal, reapply
 from argus_shared.devsecrets import DevSecrets, ensure_dev_secrets
 from argus_shared.embedded import EmbeddedPostgres, free_port
-from argus_shared.settings import ConfigError, KeyRing
+from argus_shared.settings import ConfigError, Env, KeyRing
 from argus_shared.wal_archive import open_segment, seal_incoming, segments
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -253,6 +253,9 @@ def restore(args: argparse.Namespace) -> Path:
 def _restore_into(args: argparse.Namespace, keys: KeyRing, source: Path, directory: Path,
                   manifest: Manifest, secrets: DevSecrets, new: Path, journal: Journal) -> None:
     shutil.copytree(secrets.directory, new / "secrets")  # the operator's keys, not the backup's
+    mounted = Env().str("ARGUS_MASTER_KEYS_FILE")
+    if mounted:  # the ring the backup was read with, so the restored suite decrypts with it too
+        shutil.copyfile(mounted, new / "secrets" / "master-keys")
     pg_dir = new / "pg"
     print(f"argus: restoring base {manifest.id} into {pg_dir}", flush=True)
     _extract(keys, directory, manifest, "postgresql.tar.sealed", pg_dir)
