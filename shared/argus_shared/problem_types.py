@@ -91,6 +91,14 @@ LAST_SIGN_IN_METHOD = _declare(
 IDP_UNAVAILABLE = _declare(
     "idp-unavailable", 502, "Identity provider unavailable",
     "The identity provider did not answer (discovery, keys or token endpoint): try again.")
+SSO_REQUIRED = _declare(
+    "sso-required", 403, "SSO required",
+    "The org requires signing in through its own SSO connection (`issuer` names it): sign in "
+    "through that identity provider, then switch to the org. Owners are exempt (break-glass).")
+DOMAIN_NOT_VERIFIED = _declare(
+    "domain-not-verified", 422, "Domain not verified",
+    "The domain does not publish the TXT record value the org was given "
+    "(`argus-verify=<token>`) at the configured nameserver yet: publish it and verify again.")
 
 
 def check_known(uris: list[str] | tuple[str, ...]) -> None:

@@ -3,8 +3,10 @@
 In the test process, every name lookup (`socket.getaddrinfo`, `gethostbyname[_ex]`, asyncio's and
 uvloop's `loop.getaddrinfo`, aiohttp's and dnspython's resolvers) of a name other than
 `localhost` is refused before anything is sent, and the test it happened in fails, naming it,
-even when the code under test swallowed the error. IP literals need no lookup and pass; so do
-the hosts of `ARGUS_TEST_DATABASE_URL` / `ARGUS_TEST_NATS_URL`, which the operator chose.
+even when the code under test swallowed the error (a dnspython query sent only to loopback
+nameservers, a DNS server the test runs, stays here and passes). IP literals need no lookup
+and pass; so do the hosts of `ARGUS_TEST_DATABASE_URL` / `ARGUS_TEST_NATS_URL`, which the
+operator chose.
 
 For processes a test starts, `assert_loopback_settings` checks that every outside service they
 are given (breached-password check, SMTP, OTLP, database, NATS, S3, auth) is on loopback.
@@ -116,7 +118,8 @@ class DnsGuard:
         for module, owner, attribute in _optional_resolvers():
             with contextlib.suppress(ImportError, AttributeError):
                 target = getattr(__import__(module, fromlist=[owner]), owner)
-                self.wrap(target, attribute, _method_argument)
+                host_of = _dnspython_query if module.startswith("dns.") else _method_argument
+                self.wrap(target, attribute, host_of)
 
     def uninstall(self) -> None:
         while self.restore:
@@ -139,6 +142,15 @@ def _first_argument(*args: Any, **kwargs: Any) -> object:
 
 def _method_argument(*args: Any, **kwargs: Any) -> object:
     return args[1] if len(args) > 1 else kwargs.get("host", kwargs.get("qname"))
+
+
+def _dnspython_query(*args: Any, **kwargs: Any) -> object:
+    """A dnspython query sent only to loopback nameservers (a DNS server the test runs) stays
+    on this machine, whatever the name; any other is judged by its name."""
+    nameservers = [str(n) for n in getattr(args[0], "nameservers", ())] if args else []
+    if nameservers and all(is_loopback(n) for n in nameservers):
+        return "localhost"
+    return _method_argument(*args, **kwargs)
 
 
 def _guarded(guard: DnsGuard, original: Callable[..., Any],

@@ -110,11 +110,12 @@ class Suite:
 
 
 @contextlib.asynccontextmanager
-async def running_suite(auth: AuthService, settings: Settings,
-                        mail: MailSettings) -> AsyncIterator[Suite]:
-    """tenant-api in-process beside `auth`, mailing with `mail`."""
+async def running_suite(auth: AuthService, settings: Settings, mail: MailSettings,
+                        **config_changes: Any) -> AsyncIterator[Suite]:
+    """tenant-api in-process beside `auth`, mailing with `mail` (and TenantConfig fields
+    changed by `config_changes`)."""
     config = TenantConfig(auth_url=auth.base, step_up_threshold_cents=500_00,
-                          reconcile_seconds=3600, mail=mail)
+                          reconcile_seconds=3600, mail=mail, **config_changes)
     app = create_tenant_api(settings, config)
     server = TestServer(app)
     await server.start_server()

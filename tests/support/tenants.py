@@ -32,6 +32,9 @@ SAMPLE_BODIES: dict[str, Any] = {
     "NewEndpoint": {"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},
     "EndpointChanges": {"description": "changed"}, "Rotation": {}, "SsoStart": {},
     "RoleMappings": {"mappings": {"attackers": "admin"}},
+    "SsoConnection": {"issuer": "https://attacker.example.com", "client_id": "x",
+                      "client_secret": "y"},
+    "NewDomain": {"domain": "attacker.example.com"},
 }
 ID_ROUTES = [(service, route) for service, routes in SERVICES.items() for route in routes
              if route.auth == "user" and PARAM.search(route.path)]
@@ -52,6 +55,7 @@ class Tenant:
     file: str = ""  # an object in the member's namespace
     scim_token: str = ""  # the org's SCIM token (shown once) and its id
     scim_token_id: str = ""
+    domain: str = ""  # an email domain the org claimed
 
 
 async def tenant(suite: Suite, webhooks: Webhooks | None = None, files: Files | None = None
@@ -70,6 +74,9 @@ async def tenant(suite: Suite, webhooks: Webhooks | None = None, files: Files | 
                    invited["invitation"]["id"], member, key, sessions[0]["id"])
     _, scim = await suite.call("POST", f"/orgs/{org}/scim-tokens", found.scoped)
     found.scim_token, found.scim_token_id = scim["token"], scim["scim_token"]["id"]
+    _, claimed = await suite.call("POST", f"/orgs/{org}/sso/domains", found.scoped,
+                                  {"domain": f"v-{org[:8]}.example.com"})
+    found.domain = claimed["domain"]
     if webhooks is not None:
         found.endpoint, found.delivery = await webhook_delivery(suite, webhooks, found)
     if files is not None:
@@ -100,7 +107,7 @@ def path_for(route: Route, victim: Tenant) -> str:
               "invitation_id": victim.invitation, "key_id": victim.api_key["api_key"]["id"],
               "session_id": victim.session, "endpoint_id": victim.endpoint,
               "delivery_id": victim.delivery, "object_id": victim.file,
-              "token_id": victim.scim_token_id,
+              "token_id": victim.scim_token_id, "domain": victim.domain,
               # SSO: no provider is configured in the suite, and the victim has no identity
               # (tests/auth/test_sso.py proves another's identity cannot be unlinked)
               "provider": "acme", "identity_id": str(uuid.uuid4())}

@@ -48,10 +48,16 @@ async def _roles(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _rpc(settings: Settings, app: web.Application) -> AsyncIterator[None]:
-    sub = await serve(app[NATS_KEY], settings.xut_keys, service=SERVICE, method="membership",
-                      handler=partial(rpc.membership, app[POOL_KEY]))
+    nc, keys, pool = app[NATS_KEY], settings.xut_keys, app[POOL_KEY]
+    subs = [await serve(nc, keys, service=SERVICE, method="membership",
+                        handler=partial(rpc.membership, pool)),
+            await serve(nc, keys, service=SERVICE, method="sso_domain",
+                        handler=partial(rpc.sso_domain, pool)),
+            await serve(nc, keys, service=SERVICE, method="sso_connection",
+                        handler=partial(rpc.sso_connection, pool, settings.master_keys))]
     yield
-    await sub.unsubscribe()
+    for sub in subs:
+        await sub.unsubscribe()
 
 
 async def _consumers(settings: Settings, app: web.Application) -> AsyncIterator[None]:

@@ -18,6 +18,9 @@ class TenantConfig:
     auth_audience: str = "argus"
     step_up_threshold_cents: int = 500_00
     reconcile_seconds: int = 300
+    # where verified-domain TXT records are looked up: host[:port] (None: the system's)
+    sso_nameserver: str | None = None
+    sso_dns_timeout_seconds: int = 3
     # invitation mail: ARGUS_SMTP_URL_FILE / ARGUS_MAILBOX_DIR, ARGUS_MAIL_FROM and
     # ARGUS_PUBLIC_URL, read as auth reads them (argus_shared.mail)
     mail: MailSettings = field(default_factory=MailSettings)
@@ -32,6 +35,8 @@ class TenantConfig:
             auth_audience=env.str("ARGUS_AUTH_AUDIENCE", cls.auth_audience) or cls.auth_audience,
             step_up_threshold_cents=env.int("ARGUS_STEP_UP_THRESHOLD_CENTS", 500_00, 0),
             reconcile_seconds=env.int("ARGUS_RECONCILE_SECONDS", 300, 1),
+            sso_nameserver=env.str("ARGUS_SSO_NAMESERVER") or None,
+            sso_dns_timeout_seconds=env.int("ARGUS_SSO_DNS_TIMEOUT_SECONDS", 3, 1),
             mail=mail,
         )
 

@@ -45,6 +45,7 @@ from argus_tenant_api import (
     queries,
     schemas,
     scim_routes,
+    sso_routes,
     wallet,
 )
 from argus_tenant_api.config import CONFIG_KEY
@@ -68,7 +69,8 @@ MAILER_KEY = web.AppKey("mailer", Mailer)
 def org_view(row: queries.Row) -> dict[str, Any]:
     return {"org_id": str(row["org_id"]), "name": row["name"], "slug": row["slug"],
             "plan": row["plan"], "require_mfa": row["require_mfa"],
-            "audit_retention_days": row["audit_retention_days"]}
+            "audit_retention_days": row["audit_retention_days"],
+            "require_sso": row["require_sso"], "sso_mfa_from_idp": row["sso_mfa_from_idp"]}
 
 
 def user_id_of(request: web.Request) -> UUID:
@@ -126,6 +128,9 @@ async def update_org(request: web.Request) -> web.Response:
         scope = await authorise(request, conn)
         if "plan" in changes and scope.role != "owner":
             raise Problem(403, "only an owner changes the plan")
+        if changes.get("require_sso") and await queries.sso_connection(conn, scope.org_id) is None:
+            raise Problem(409, "set up the org's SSO connection before requiring SSO",
+                          title="No SSO connection")
         row = await queries.update_org(conn, scope.org_id, changes)
         await record(conn, SERVICE, ctx_of(request), ORG_UPDATED, actor=scope.actor,
                      resource=("org", str(scope.org_id)), org_id=scope.org_id, data=changes)
@@ -452,7 +457,8 @@ ROUTES: list[Route] = [
           scopes=("tenant:read",), **T),
     Route("PATCH", ORG, update_org, "Change an org (owners/admins; plan: owners)",
           body=schemas.OrgChanges, response=schemas.Org, roles=ADMIN,
-          responses={403: "Only an owner changes the plan", 422: "Nothing to change"}, **T),
+          responses={403: "Only an owner changes the plan", 422: "Nothing to change",
+                     409: "require_sso without an SSO connection"}, **T),
     Route("DELETE", ORG, delete_org, "Delete an org and schedule its purge (owner)",
           status=204, roles=OWNER, **T),
     Route("GET", ORG + "/members", list_members, "Members", roles=READ,
@@ -518,4 +524,5 @@ ROUTES: list[Route] = [
           responses={404: "No deletion was asked for"}, **ME),
     *pages.page_routes("argus_tenant_api", invitations.PAGE_SUMMARIES, invitations.PAGE_SCRIPTS),
     *scim_routes.ROUTES,
+    *sso_routes.ROUTES,
 ]

@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 import msgspec
 
 from argus_shared.emails import EmailText
-from argus_shared.validation import END, SINGLE_LINE_PATTERN, Name, Strict, Text, TokenText
+from argus_shared.validation import (
+    END,
+    SINGLE_LINE_PATTERN,
+    TOKEN_PATTERN,
+    Name,
+    Strict,
+    Text,
+    TokenText,
+)
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?" + END)]
 Plan = Literal["free", "pro", "team", "enterprise"]
@@ -27,6 +35,8 @@ class OrgChanges(Strict):
     plan: Plan | None = None
     require_mfa: bool | None = None
     audit_retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    require_sso: bool | None = None
+    sso_mfa_from_idp: bool | None = None
 
 
 class RoleChange(Strict):
@@ -68,6 +78,50 @@ class RoleMappings(Strict):
                              InviteRole], msgspec.Meta(max_length=100)]
 
 
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=TOKEN_PATTERN)]
+
+
+class SsoConnection(Strict):
+    """An org's OIDC connection: its IdP's issuer (https, or http on loopback for tests), the
+    client registered there, and its secret (sealed at rest, never answered back)."""
+
+    issuer: Annotated[str, msgspec.Meta(min_length=8, max_length=500,
+                                        pattern=r"^(https://|http://(127\.0\.0\.1|localhost|"
+                                        r"\[::1\])[:/])[^\s]*" + END)]
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=500,
+                                           pattern=TOKEN_PATTERN)]
+    client_secret: Secret
+
+
+class SsoConnectionView(msgspec.Struct):
+    issuer: str
+    client_id: str
+    client_secret_set: bool
+    created_at: str
+    updated_at: str
+
+
+class NewDomain(Strict):
+    domain: Annotated[str, msgspec.Meta(min_length=3, max_length=253,
+                                        pattern=SINGLE_LINE_PATTERN)]
+
+
+class TxtRecord(msgspec.Struct):
+    name: str
+    type: str
+    value: str
+
+
+class SsoDomain(msgspec.Struct):
+    """A claimed email domain: publish `txt_record` at `name`, then verify."""
+
+    domain: str
+    verified: bool
+    verified_at: str | None
+    created_at: str
+    txt_record: TxtRecord
+
+
 class NewProject(Strict):
     name: Name
 
@@ -89,6 +143,8 @@ class Org(msgspec.Struct):
     plan: str
     require_mfa: bool
     audit_retention_days: int | None
+    require_sso: bool
+    sso_mfa_from_idp: bool
 
 
 class Entry(msgspec.Struct):
