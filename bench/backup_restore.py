@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from argus_shared.backup_seal import open_stream
-from argus_shared.cli.backup import _base
+from argus_shared.cli.backup import Source, _base
 from argus_shared.cli.restore import _ChunkReader
 from argus_shared.embedded import EmbeddedPostgres, free_port, pg_bin_dir
 from argus_shared.settings import KeyRing
@@ -107,8 +107,8 @@ def main() -> None:
                        capture_output=True)
         plain_dir, sealed = root / "plain", root / "base.sealed"
         plain = timed(lambda: plain_base(pg, plain_dir))
-        ours = timed(lambda: _base("127.0.0.1", pg.port, pg.password, keys, sealed,
-                                   CONTEXT))
+        source = Source("127.0.0.1", pg.port, "postgres", pg.password)
+        ours = timed(lambda: _base(source, keys, sealed, CONTEXT))
         megabytes = (plain_dir / "base.tar").stat().st_size / 1e6
         (root / "r1").mkdir()
         (root / "r2").mkdir()
