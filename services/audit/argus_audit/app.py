@@ -25,6 +25,7 @@ from argus_audit.stream_http import (
     STREAM_CONFIG_KEY,
     STREAM_METRICS_KEY,
     StreamConfig,
+    police,
 )
 from argus_shared.access import API_KEY_REVOKED_SUBJECT
 from argus_shared.consumer import Consumer
@@ -83,12 +84,16 @@ async def _stream(settings: Settings, config: StreamConfig,
                         "revoked", control("revoked"))
 
     sub = await nc.subscribe(API_KEY_REVOKED_SUBJECT, cb=key_revoked)
+    policing = asyncio.create_task(police(app), name="stream-police")
 
     async def drain(_: web.Application) -> None:
         hub.close_where(lambda c: True, "draining", control("drain", retry_ms=RETRY_MS))
 
     app.on_shutdown.append(drain)
     yield
+    policing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await policing
     await sub.unsubscribe()
     await hub.stop()
     await caps.stop()

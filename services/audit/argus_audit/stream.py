@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +28,9 @@ from argus_shared.settings import KeyRing
 log = logging.getLogger("argus.audit.stream")
 SUBJECTS = SUBJECT_PREFIX + ".>"
 HEARTBEAT = b": heartbeat\n\n"
-Frame = tuple[int, bytes]  # (stream sequence, the SSE message); sequence 0: a control frame
+Frame = tuple[int, bytes]  # (stream sequence, the SSE message); 0: the last frame; -1: a comment
 END: Frame = (0, b"")
+BEAT: Frame = (-1, HEARTBEAT)
 
 
 class Metrics:
@@ -64,6 +66,8 @@ class Connection:
     closed: str | None = None  # why it was ended from outside (slow, revoked, draining)
     task: asyncio.Task[Any] | None = None  # the handler serving it
     writing: bool = False  # blocked in a socket write (the reader is not reading)
+    claims: Any = None  # a user's access-token claims (expiry and revocation are judged on them)
+    last_write: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.buffer + 1)  # one slot kept for the end marker

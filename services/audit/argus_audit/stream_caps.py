@@ -55,7 +55,9 @@ class Caps:
                 bucket=BUCKET, ttl=self.lease_seconds, history=1, storage=StorageType.MEMORY))
         info = await js.stream_info(STREAM)
         if info.config.max_age != self.lease_seconds:  # the TTL is the last started replica's
-            await js.update_stream(replace(info.config, max_age=self.lease_seconds))
+            window = min(info.config.duplicate_window or self.lease_seconds, self.lease_seconds)
+            await js.update_stream(replace(info.config, max_age=self.lease_seconds,
+                                           duplicate_window=window))
         self._task = asyncio.create_task(self._renew(), name="stream-leases")
 
     async def stop(self) -> None:

@@ -1,9 +1,11 @@
 """`GET /stream`: the SSE handler. Authentication is the route table's; here the identity
 becomes a `Viewer`, the caps are taken (429 past them), missed events are replayed from
 `Last-Event-ID` or `?since=`, then live frames are written until the client leaves, falls
-behind, is revoked, its token expires or the replica drains. Revocation is polled from the
-shared revocation mirror every `TICK` seconds (so a stream ends within a second of the
-broadcast); a revoked API key is closed by auth's cache broadcast (see `app.py`)."""
+behind, is revoked, its token expires or the replica drains. One task per replica (`police`)
+judges every open stream against the shared revocation mirror every `TICK` seconds (so a
+stream ends within a second of the broadcast) and queues heartbeats to silent ones; a stream's
+own task only waits on its queue (no timer per stream) and writes what is queued in one go. A
+revoked API key is closed by auth's cache broadcast (see `app.py`)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from argus_audit import schemas
-from argus_audit.stream import Connection, Hub, Metrics, control
+from argus_audit.stream import BEAT, Connection, Hub, Metrics, control
 from argus_audit.stream_caps import CapReached, Caps
 from argus_audit.stream_filter import Viewer
 from argus_shared.access import ACCESS_CLAIMS, PRINCIPAL, AccessClaims, Revocations
@@ -90,6 +92,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
         raise Problem(429, str(exc), title="Too many streams", type=STREAM_CAP,
                       headers={"Retry-After": str(CAP_RETRY_SECONDS)}) from None
     conn = Connection(viewer, app[STREAM_CONFIG_KEY].buffer)
+    if viewer.kind == "user":
+        conn.claims = request.get(ACCESS_CLAIMS)
     try:
         return await _serve(request, conn, since)
     finally:
@@ -130,27 +134,44 @@ async def _write(response: web.StreamResponse, conn: Connection, data: bytes) ->
 
 async def _live(request: web.Request, response: web.StreamResponse, conn: Connection,
                 floor: int) -> None:
-    app = request.app
-    claims = request.get(ACCESS_CLAIMS) if conn.viewer.kind == "user" else None
-    heartbeat, last_write = app[STREAM_CONFIG_KEY].heartbeat, time.monotonic()
+    metrics = request.app[STREAM_METRICS_KEY]
     while True:
-        why = gone(app[REVOCATIONS_KEY], claims, conn.viewer.org)
-        if why is not None:
-            await response.write(control(why))
-            return
-        try:
-            seq, data = await asyncio.wait_for(conn.queue.get(), TICK)
-        except TimeoutError:
-            if time.monotonic() - last_write >= heartbeat:
-                await _write(response, conn, b": heartbeat\n\n")
-                last_write = time.monotonic()
-            continue
-        if seq == 0:
-            if data:
+        frames = [await conn.queue.get()]
+        while not conn.queue.empty():
+            frames.append(conn.queue.get_nowait())
+        out, sent, last = [], 0, None
+        for seq, data in frames:
+            if seq == 0:
+                last = data
+                break
+            if seq < 0 or seq > floor:
+                out.append(data)
+                sent += seq > 0
+        if out:
+            await _write(response, conn, b"".join(out))
+            conn.last_write = time.monotonic()
+            if sent:
+                metrics.sent.inc(sent)
+        if last is not None:
+            if last:
                 with contextlib.suppress(ConnectionError):
-                    await _write(response, conn, data)
+                    await _write(response, conn, last)
             return
-        if seq > floor:
-            await _write(response, conn, data)
-            app[STREAM_METRICS_KEY].sent.inc()
-            last_write = time.monotonic()
+
+
+async def police(app: web.Application) -> None:
+    """Every `TICK`: end the streams whose identity no longer holds, queue a heartbeat to those
+    silent for the heartbeat interval."""
+    hub, heartbeat = app[HUB_KEY], app[STREAM_CONFIG_KEY].heartbeat
+    while True:
+        await asyncio.sleep(TICK)
+        revocations, now = app[REVOCATIONS_KEY], time.monotonic()
+        for conn in list(hub.connections):
+            if conn.closed is not None:
+                continue
+            why = gone(revocations, conn.claims, conn.viewer.org)
+            if why is not None:
+                conn.end(why, control(why))
+            elif now - conn.last_write >= heartbeat and conn.queue.empty():
+                conn.offer(BEAT)
+                conn.last_write = now
