@@ -59,9 +59,11 @@ async def sso(make_auth_service: Any, op: OpenIdProvider) -> Sso:
     acme, evil = f"acme-{uuid.uuid4().hex[:8]}", f"evil-{uuid.uuid4().hex[:8]}"
     providers = {"acme": provider(op, "acme", acme), "evil": provider(op, "evil", evil),
                  "entra": provider(op, "entra", "organizations", preset="microsoft"),
-                 "corp": provider(op, "corp", acme, allowed_domains=("corp.example",))}
+                 "corp": provider(op, "corp", acme, allowed_domains=("corp.example",)),
+                 "gsuite": provider(op, "gsuite", acme, preset="google",
+                                    allowed_domains=("corp.example",))}
     for name, tenant in (("acme", acme), ("evil", evil), ("entra", "organizations"),
-                         ("corp", acme)):
+                         ("corp", acme), ("gsuite", acme)):
         await op.client(tenant, f"client-{name}", [name])
     config = SsoConfig(providers=providers, redirect_base=PUBLIC, jwks_min_refetch=0.0)
     return Sso(await make_auth_service(sso=config), op, acme, evil)
@@ -125,7 +127,8 @@ async def test_export_my_data_lists_the_linked_identities(sso: Sso) -> None:
 
 async def test_providers_are_listed_and_an_unknown_one_is_404(sso: Sso) -> None:
     status, listed = await sso.service.call("GET", "/sso/providers")
-    assert status == 200 and {p["name"] for p in listed} == {"acme", "evil", "entra", "corp"}
+    assert status == 200 and {p["name"] for p in listed} == {"acme", "evil", "entra", "corp",
+                                                       "gsuite"}
     answer = await sso.browser().start("nope")
     assert answer.status == 404
 
@@ -195,6 +198,16 @@ async def test_linking_needs_a_fresh_sign_in(sso: Sso) -> None:
     sso.service.clock.advance(600)
     status, body, _ = await start_link(sso, tokens["access_token"])
     assert status == 401 and body["type"] == P + "step-up-required"
+
+
+async def test_a_link_whose_session_ended_meanwhile_links_nothing(sso: Sso) -> None:
+    _, tokens = await sso.service.logged_in()
+    sub = await sso.op.user(sso.acme, email())
+    _, body, browser = await start_link(sso, tokens["access_token"])
+    assert (await sso.service.post("/logout", None, tokens["access_token"]))[0] == 204
+    done = await browser.get(await browser.to_provider(body["authorization_url"]))
+    assert done.status == 401 and "session" in done.body["detail"]
+    await sso.nothing_for(None, sub)
 
 
 async def test_an_identity_linked_to_another_account_is_not_moved(sso: Sso) -> None:
@@ -298,6 +311,16 @@ async def test_a_provider_limited_to_domains_signs_in_only_those(sso: Sso) -> No
     await sso.nothing_for(outsider, sub)
     await sso.op.user(sso.acme, f"ada-{uuid.uuid4().hex[:6]}@corp.example")
     assert (await sso.browser().sign_in("corp")).status == 303
+
+
+async def test_a_google_workspace_domain_needs_googles_hd_claim(sso: Sso) -> None:
+    address = f"bo-{uuid.uuid4().hex[:6]}@corp.example"
+    sub = await sso.op.user(sso.acme, address)  # a consumer account with a corp address
+    done = await sso.browser().sign_in("gsuite")
+    assert done.status == 403 and done.body["type"] == P + "sso-domain-not-allowed"
+    await sso.nothing_for(address, sub)
+    await sso.op.user(sso.acme, address, sub=sub, hd="corp.example")  # the Workspace's own
+    assert (await sso.browser().sign_in("gsuite")).status == 303
 
 
 # forged or replayed answers ----------------------------------------------------------------------

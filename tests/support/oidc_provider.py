@@ -177,7 +177,7 @@ class Provider:
         }
         claims["at_hash"] = claims["at_hash"].decode() if isinstance(claims["at_hash"], bytes) \
             else claims["at_hash"]
-        for name in ("email", "email_verified", "amr", "tid", "xms_edov", "name"):
+        for name in ("email", "email_verified", "amr", "tid", "xms_edov", "name", "hd"):
             if name in user:
                 claims[name] = user[name]
         claims = self._attacked(tenant, claims, attack)

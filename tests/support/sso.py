@@ -23,6 +23,7 @@ HERE = Path(__file__).parent
 # it onto the service's own address
 PUBLIC = "https://app.example.test/auth"
 SECRET = "client-secret-for-tests"
+STATE_COOKIE = "__Host-argus_sso"
 
 
 @dataclass

@@ -16,6 +16,7 @@ from argus_auth.config import AuthConfig
 from argus_auth.oidc import OidcClient
 from argus_auth.passwords import BreachCheck, Passwords
 from argus_auth.signing import SigningKeys
+from argus_auth.sso_orgs import OrgConnections
 from argus_shared.access import AccessVerifier
 from argus_shared.mail import Mailer
 from argus_shared.settings import KeyRing
@@ -37,6 +38,7 @@ class Auth:
     http: aiohttp.ClientSession
     background: Background  # account-dependent work done after the answer
     oidc: dict[str, OidcClient] = field(default_factory=dict)  # SSO providers by name
+    org_sso: OrgConnections = field(default_factory=OrgConnections)  # orgs' own connections
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.config.clock(), UTC)

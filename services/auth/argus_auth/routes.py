@@ -7,7 +7,18 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from argus_auth import accounts, api_keys, membership, mfa, orgs, queries, schemas, sessions, sso
+from argus_auth import (
+    accounts,
+    api_keys,
+    membership,
+    mfa,
+    orgs,
+    queries,
+    schemas,
+    sessions,
+    sso,
+    sso_orgs,
+)
 from argus_auth.core import Auth
 from argus_auth.pages import page_routes
 from argus_shared import scoping
@@ -360,6 +371,15 @@ async def sso_providers(request: web.Request) -> web.Response:
                  for name, client in auth_of(request).oidc.items()])
 
 
+async def sso_discover(request: web.Request) -> web.Response:
+    query = parse_query(request, schemas.SsoDiscoverQuery)
+    email = limit_email(request, query.email)
+    found = await sso_orgs.discover(auth_of(request), email)
+    if found is None:
+        raise Problem(404, "no organisation signs in this email's domain through its SSO")
+    return json(found)
+
+
 async def sso_start(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, schemas.SsoStartQuery)
     _limit_ip(request)
@@ -378,8 +398,10 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
                               request.cookies.get(sso.STATE_COOKIE), ctx_of(request))
     response = web.Response(status=303, headers={"Location": done.return_to,
                                                  "Cache-Control": "no-store"})
-    response.del_cookie(sso.STATE_COOKIE, path="/")
     secure = auth_of(request).config.secure_cookies
+    # a __Host- cookie is only replaced by one that is Secure too
+    response.del_cookie(sso.STATE_COOKIE, path="/", secure=secure, httponly=True,
+                        samesite="Lax")
     if done.issued is not None:
         _session_cookies(request, response, done.issued)
     if done.access_token is not None:
@@ -395,7 +417,8 @@ async def sso_link(request: web.Request) -> web.Response:
     claims = require_step_up(request)
     body = await parse_json(request, schemas.SsoStart)
     started = await sso.start(auth_of(request), request.match_info["provider"], body.return_to,
-                              mode=sso.LINK, user_id=UUID(claims.sub))
+                              mode=sso.LINK, user_id=UUID(claims.sub),
+                              session_id=UUID(claims.sid))
     response = json({"authorization_url": started.url})
     _state_cookie(request, response, started)
     return response
@@ -455,13 +478,22 @@ KEY_ADMIN = {**MEMBERSHIP, 403: Answer("The org requires MFA for your role",
 SSO: Public = {"auth": "public", "tags": ("sso",)}
 SSO_STATE_ANSWER = Answer("The callback is not this browser's sign-in: no or another state "
                           "cookie, a wrong or spent state, too late", problems=(SSO_STATE,))
-SSO_IDP_DOWN: Answers = {502: Answer("The identity provider did not answer",
-                                     problems=(IDP_UNAVAILABLE,))}
+SSO_IDP_DOWN: Answers = {
+    502: Answer("The identity provider did not answer", problems=(IDP_UNAVAILABLE,)),
+    503: Answer("An org's SSO connection cannot be read right now (tenant-api is not "
+                "answering)", headers={"Retry-After": "seconds to wait"})}
 SSO_START: Answers = {400: "return_to is not a relative path on this site",
-                      404: "No such provider", **SSO_IDP_DOWN}
+                      404: "No such provider (configured, or an org's `org-<org id>`)",
+                      **SSO_IDP_DOWN}
 SSO_ROUTES: list[Route] = [
     Route("GET", "/sso/providers", sso_providers, "The identity providers one can sign in with",
           response=list[schemas.SsoProviderView], **SSO),
+    Route("GET", "/sso/discover", sso_discover, "Which org's SSO signs in this email's "
+          "domain (asked before a password; about domains only, never accounts)",
+          query=schemas.SsoDiscoverQuery, response=schemas.SsoDiscovered,
+          responses={404: "No org has verified the domain with an SSO connection",
+                     503: Answer("tenant-api is not answering",
+                                 headers={"Retry-After": "seconds to wait"})}, **SSO),
     Route("GET", "/sso/{provider}/start", sso_start, "Start signing in with a provider: a "
           "redirect to it, with the sealed __Host-argus_sso state cookie",
           query=schemas.SsoStartQuery, status=302,

@@ -160,6 +160,16 @@ class SsoCallbackQuery(msgspec.Struct, kw_only=True):
     iss: Annotated[str, msgspec.Meta(max_length=512)] | None = None  # RFC 9207
 
 
+class SsoDiscoverQuery(Strict):
+    email: EmailText
+
+
+class SsoDiscovered(msgspec.Struct):
+    provider: str
+    start: str
+    require_sso: bool
+
+
 class SsoProviderView(msgspec.Struct):
     name: str
     display_name: str

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from argus_auth import queries, sessions
+from argus_auth import queries, sessions, sso_orgs
 from argus_auth.core import Auth
 from argus_auth.events import ANONYMOUS, Ctx, emit, user
 from argus_auth.oidc import IdpUnavailable, IdTokenRefused, OidcClient, Verified
@@ -89,8 +89,9 @@ def safe_return_to(value: str | None) -> str:
     return value
 
 
-def client_of(auth: Auth, name: str) -> OidcClient:
-    client = auth.oidc.get(name)
+async def client_of(auth: Auth, name: str) -> OidcClient:
+    """A configured provider, or an org's own connection (`org-<org id>`, sso_orgs)."""
+    client = auth.oidc.get(name) or await auth.org_sso.client(auth, name)
     if client is None:
         raise Problem(404, "no such provider")
     return client
@@ -116,8 +117,8 @@ async def start(auth: Auth, name: str, return_to: str | None, *, mode: str = LOG
                 step_up: bool = False) -> Started:
     """The provider's authorization URL and the sealed state cookie for it. A step-up asks
     the provider to sign the user in again (`prompt=login`, `max_age=0`)."""
-    client = client_of(auth, name)
     back = safe_return_to(return_to)
+    client = await client_of(auth, name)
     extra = {"prompt": "login", "max_age": "0"} if step_up else {}
     try:
         request = await client.authorization(auth.config.sso.redirect_uri(name), **extra)
@@ -143,7 +144,7 @@ async def callback(auth: Auth, name: str, query: dict[str, str], cookie: str | N
                    ctx: Ctx) -> Done:
     """The provider sent the browser back: check it is this browser's sign-in, spend its
     state, exchange the code, verify the ID token, then sign in, link or step up."""
-    client = client_of(auth, name)
+    client = await client_of(auth, name)
     try:
         flow = await _spend_state(auth, name, query, cookie)
         verified = await _verified(auth, client, flow, query)
@@ -214,8 +215,12 @@ def verified_email(provider: Provider, claims: dict[str, Any]) -> str:
         raise Problem(403, "the identity provider's email is not usable",
                       title="Email not verified by the provider",
                       type=SSO_EMAIL_UNVERIFIED) from None
-    if not provider.email_allowed(normal):
-        raise Problem(403, f"{provider.display_name} signs in only emails of "
+    # Google: a consumer account may carry any verified address; a Workspace domain's own
+    # accounts say so in `hd`, which Google asks relying parties to check
+    hosted = provider.preset != "google" or not provider.allowed_domains \
+        or claims.get("hd") in provider.allowed_domains
+    if not provider.email_allowed(normal) or not hosted:
+        raise Problem(403, f"{provider.display_name} signs in only accounts of "
                       f"{', '.join(provider.allowed_domains)}", title="Email domain not allowed",
                       type=SSO_DOMAIN_NOT_ALLOWED)
     return normal
@@ -244,8 +249,9 @@ async def _account_for(auth: Auth, conn: queries.Conn, provider: Provider, verif
     """The account of this identity; for a new identity, a new account (just in time)."""
     identity = await queries.identity_by_subject(conn, verified.issuer, verified.subject)
     if identity is None:
-        created = await _new_account(auth, conn, provider, verified,
-                                     verified_email(provider, verified.claims), ctx)
+        email = verified_email(provider, verified.claims)
+        await sso_orgs.check_domain(auth, provider, email)
+        created = await _new_account(auth, conn, provider, verified, email, ctx)
         if created is not None:
             return created
         # a concurrent first sign-in made the email's account: of this same identity?
@@ -315,10 +321,12 @@ async def _link(auth: Auth, provider: Provider, flow: dict[str, Any], verified: 
     sign-in is the proof); the email must be verified, and may differ from the account's."""
     user_id = UUID(flow["u"])
     email = verified_email(provider, verified.claims)
+    await sso_orgs.check_domain(auth, provider, email)
     async with auth.pool.acquire() as conn, conn.transaction():
         account = await queries.lock_user(conn, user_id)
         if account is None or account["deactivated_at"] is not None:
             raise refused("this account is deactivated")
+        await _live_session(conn, flow, user_id)
         identity = await queries.identity_by_subject(conn, verified.issuer, verified.subject)
         if identity is not None:
             if identity["user_id"] != user_id:
@@ -341,16 +349,20 @@ async def _reauth(auth: Auth, provider: Provider, flow: dict[str, Any], verified
         identity = await queries.identity_by_subject(conn, verified.issuer, verified.subject)
         if identity is None or identity["user_id"] != user_id:
             raise refused("that identity is not linked to this account")
-        session = await queries.session_by_id(conn, session_id, lock=True)
-        if session is None or session["revoked_at"] is not None \
-                or session["user_id"] != user_id:
-            raise refused("the session that asked for this step-up has ended")
+        await _live_session(conn, flow, user_id)
         await queries.set_session_auth(conn, session_id, auth.now(), amr)
         await emit(conn, ctx, REAUTH_SUCCEEDED, actor=user(user_id),
                    resource=("session", str(session_id)),
                    data={"amr": amr, "via": "sso", "provider": provider.name})
     token = await sessions.reissue(auth, session_id, ctx)
     return Done(flow["r"], REAUTH, access_token=token)
+
+
+async def _live_session(conn: queries.Conn, flow: dict[str, Any], user_id: UUID) -> None:
+    """The session that started a link or step-up must still be the user's and live."""
+    session = await queries.session_by_id(conn, UUID(flow["sid"]), lock=True)
+    if session is None or session["revoked_at"] is not None or session["user_id"] != user_id:
+        raise refused("the session that started this has ended: sign in and start again")
 
 
 async def _record_refusal(auth: Auth, name: str, problem: Problem, ctx: Ctx) -> None:
@@ -394,7 +406,10 @@ async def unlink(auth: Auth, user_id: UUID, identity_id: UUID, ctx: Ctx) -> None
 
 async def logout_url(auth: Auth, provider_name: str | None) -> str | None:
     """Where to end the provider's session too (RP-initiated logout), when it says."""
-    client = auth.oidc.get(provider_name or "")
-    if client is None:
+    if not provider_name:
+        return None
+    try:
+        client = await client_of(auth, provider_name)
+    except Problem:
         return None
     return await client.end_session_url(auth.config.mail.public_url.rstrip("/") + "/")
