@@ -24,7 +24,7 @@ MAX_KEYS = 100_000
 
 
 @dataclass
-class _Window:
+class Window:
     start: float
     current: int = 0
     previous: int = 0
@@ -38,7 +38,7 @@ class RateLimiter:
     overlaps, which smooths bursts at window edges without storing every timestamp."""
 
     clock: Callable[[], float] = time.monotonic
-    windows: dict[str, _Window] = field(default_factory=dict)
+    windows: dict[str, Window] = field(default_factory=dict)
 
     def hit(self, key: str, limit: int, window: float = WINDOW) -> None:
         now = self.clock()
@@ -53,12 +53,12 @@ class RateLimiter:
             )
         slot.current += 1
 
-    def _slot(self, key: str, now: float, window: float) -> _Window:
+    def _slot(self, key: str, now: float, window: float) -> Window:
         slot = self.windows.get(key)
         if slot is None:
             if len(self.windows) >= MAX_KEYS:
                 self._evict(now, window)
-            slot = self.windows[key] = _Window(start=now)
+            slot = self.windows[key] = Window(start=now)
         elapsed = now - slot.start
         if elapsed >= 2 * window:
             slot.start, slot.current, slot.previous = now, 0, 0
@@ -67,7 +67,7 @@ class RateLimiter:
         return slot
 
     @staticmethod
-    def _retry_after(slot: _Window, now: float, limit: int, window: float) -> int:
+    def _retry_after(slot: Window, now: float, limit: int, window: float) -> int:
         if slot.current + 1 > limit or slot.previous == 0:
             return max(1, math.ceil(slot.start + window - now))
         # wait until the previous window's weight has decayed enough to admit one more
