@@ -22,8 +22,10 @@ from argus_shared.errors import Problem
 from argus_shared.event_types import MEMBER_ADDED, MEMBER_REMOVED, MEMBER_ROLE_CHANGED
 from argus_shared.logs import request_context
 from argus_shared.nats import RpcError, request
+from argus_shared.problem_types import SSO_REQUIRED
 
 log = logging.getLogger("argus.auth.membership")
+SSO_REQUIRED_REASON = "sso-required"  # how tenant-api's 403 starts when its SSO policy refuses
 
 MFA_METHODS = frozenset({"otp", "recovery"})
 
@@ -40,6 +42,23 @@ class Membership:
         return self.require_mfa and self.role in self.mfa_roles and not MFA_METHODS & set(amr)
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """How the asking session signed in, for the org's SSO policy in tenant-api: the issuer of
+    the provider it signed in through (None: not federated) and its `amr`."""
+
+    idp: str | None
+    amr: tuple[str, ...]
+
+
+class SsoRequired(Exception):
+    """tenant-api: the org requires signing in through its own SSO connection."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 def unavailable() -> Problem:
     return Problem(503, "memberships cannot be checked right now (tenant-api is not "
                    "answering); try again later", title="Service unavailable",
@@ -47,11 +66,15 @@ def unavailable() -> Problem:
 
 
 async def lookup(auth: Auth, user_id: UUID | str, org_id: UUID | str, request_id: str | None,
-                 project_id: UUID | None = None) -> Membership | None:
-    """The membership as tenant-api holds it now; None when the user is not a member."""
-    payload = {"user_id": str(user_id), "org_id": str(org_id)}
+                 project_id: UUID | None = None,
+                 signed_in: SignedIn | None = None) -> Membership | None:
+    """The membership as tenant-api holds it now; None when the user is not a member;
+    SsoRequired when the org requires its SSO and the session did not sign in through it."""
+    payload: dict[str, Any] = {"user_id": str(user_id), "org_id": str(org_id)}
     if project_id is not None:
         payload["project_id"] = str(project_id)
+    if signed_in is not None:
+        payload.update(idp=signed_in.idp, amr=list(signed_in.amr))
     identity = xut.Identity(sub=f"user:{user_id}", request_id=request_id or "")
     try:
         answer = await request(
@@ -61,19 +84,33 @@ async def lookup(auth: Auth, user_id: UUID | str, org_id: UUID | str, request_id
     except RpcError as exc:
         if exc.status == 404:
             return None
+        if exc.status == 403 and exc.detail.startswith(SSO_REQUIRED_REASON):
+            raise SsoRequired(exc.detail.removeprefix(SSO_REQUIRED_REASON).lstrip(": ")) \
+                from None
         raise unavailable() from None
     return Membership(answer["role"], bool(answer.get("require_mfa")),
                       tuple(answer.get("mfa_roles", ("owner", "admin"))), answer.get("project"))
 
 
 async def role_for_token(auth: Auth, user_id: UUID | str, org_id: UUID | str,
-                         amr: Iterable[str], request_id: str | None) -> str | None:
+                         amr: Iterable[str], request_id: str | None,
+                         idp: str | None = None) -> str | None:
     """The role an org-scoped token of this session may carry now; None when the org scope
-    must end (no longer a member, or the org's MFA policy now refuses this session)."""
-    found = await lookup(auth, user_id, org_id, request_id)
-    if found is None or found.mfa_missing(amr):
+    must end (no longer a member, or the org's MFA or SSO policy now refuses this session)."""
+    methods = tuple(amr)
+    try:
+        found = await lookup(auth, user_id, org_id, request_id,
+                             signed_in=SignedIn(idp, methods))
+    except SsoRequired:
+        return None
+    if found is None or found.mfa_missing(methods):
         return None
     return found.role
+
+
+def sso_required(exc: SsoRequired) -> Problem:
+    return Problem(403, exc.detail or "this organisation requires signing in through its SSO",
+                   title="SSO required", type=SSO_REQUIRED)
 
 
 def mfa_required() -> Problem:
@@ -82,10 +119,13 @@ def mfa_required() -> Problem:
 
 
 async def of_project(auth: Auth, user_id: UUID, org_id: UUID, project_id: UUID,
-                     request_id: str | None) -> Membership:
+                     request_id: str | None, signed_in: SignedIn | None = None) -> Membership:
     """For the API-key routes: the caller's membership at this moment, in an org that has the
-    project; else 404 (not a member, or no such project)."""
-    found = await lookup(auth, user_id, org_id, request_id, project_id)
+    project; else 404 (not a member, or no such project), 403 when the org requires its SSO."""
+    try:
+        found = await lookup(auth, user_id, org_id, request_id, project_id, signed_in)
+    except SsoRequired as exc:
+        raise sso_required(exc) from None
     if found is None or not found.project:
         raise Problem(404, "not found")
     return found

@@ -54,7 +54,11 @@ async def step_up(auth: Auth, claims: AccessClaims, password: str | None, code: 
 
 
 async def switch(auth: Auth, claims: AccessClaims, org_id: UUID, ctx: Ctx) -> str:
-    found = await membership.lookup(auth, claims.sub, org_id, ctx.request_id)
+    try:
+        found = await membership.lookup(auth, claims.sub, org_id, ctx.request_id,
+                                        signed_in=membership.SignedIn(claims.idp, claims.amr))
+    except membership.SsoRequired as exc:
+        raise membership.sso_required(exc) from None
     if found is None:
         raise Problem(404, "not found")
     if found.mfa_missing(claims.amr):

@@ -36,6 +36,7 @@ from argus_shared.problem_types import (
     SSO_EMAIL_UNVERIFIED,
     SSO_LINK_REQUIRED,
     SSO_REFUSED,
+    SSO_REQUIRED,
     SSO_STATE,
     STEP_UP_REQUIRED,
 )
@@ -319,10 +320,12 @@ async def org_scope(request: web.Request) -> tuple[UUID, UUID, UUID]:
     exist in the org (else 404)."""
     org_id, principal = scoping.path_org(request)
     project_id = uuid_param(request, "project_id")
+    claims = claims_of(request)
     found = await membership.of_project(auth_of(request), UUID(principal.id), org_id,
-                                        project_id, request.get(REQUEST_ID))
+                                        project_id, request.get(REQUEST_ID),
+                                        membership.SignedIn(claims.idp, claims.amr))
     scoping.check_role(request, found.role)
-    if found.mfa_missing(claims_of(request).amr):
+    if found.mfa_missing(claims.amr):
         raise membership.mfa_required()
     return org_id, project_id, UUID(principal.id)
 
@@ -472,8 +475,9 @@ STEP_UP: Answers = {
 MEMBERSHIP: Answers = {
     503: Answer("Memberships cannot be checked right now (tenant-api is not answering)",
                 headers={"Retry-After": "seconds to wait"})}
-KEY_ADMIN = {**MEMBERSHIP, 403: Answer("The org requires MFA for your role",
-                                       problems=(MFA_REQUIRED,))}
+KEY_ADMIN = {**MEMBERSHIP, 403: Answer(
+    "The org requires MFA for your role, or a session signed in through its SSO",
+    problems=(MFA_REQUIRED, SSO_REQUIRED))}
 
 SSO: Public = {"auth": "public", "tags": ("sso",)}
 SSO_STATE_ANSWER = Answer("The callback is not this browser's sign-in: no or another state "

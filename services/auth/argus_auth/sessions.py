@@ -104,7 +104,7 @@ async def current_scope(auth: Auth, session: RowLike, ctx: Ctx) -> Scope:
     if org_id is None:
         return Scope(None)
     role = await membership.role_for_token(auth, session["user_id"], org_id, session["amr"],
-                                           ctx.request_id)
+                                           ctx.request_id, session.get("idp"))
     return Scope(org_id, org_id if role else None, role)
 
 
