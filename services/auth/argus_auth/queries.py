@@ -472,8 +472,11 @@ async def spend_sso_state(conn: Conn, state_hash: bytes, provider: str,
 
 
 async def identity_by_subject(conn: Conn, issuer: str, subject: str) -> Row | None:
+    """The identity (locked), with whether its account is deactivated, in one round trip."""
     return await conn.fetchrow(
-        "select * from federated_identities where issuer = $1 and subject = $2 for update",
+        "select f.*, u.deactivated_at from federated_identities f"
+        " join users u on u.id = f.user_id"
+        " where f.issuer = $1 and f.subject = $2 for update of f",
         issuer, subject,
     )
 

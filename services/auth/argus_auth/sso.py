@@ -56,6 +56,7 @@ LOGIN, LINK, REAUTH = "login", "link", "reauth"
 _RETURN_TO = re.compile(r"^/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$")
 _AMR = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MAX_RETURN_TO = 1024
+TOUCH_SECONDS = 60  # an identity's last_used_at is kept to the minute
 
 
 @dataclass(frozen=True)
@@ -260,10 +261,12 @@ async def _account_for(auth: Auth, conn: queries.Conn, provider: Provider, verif
             raise _link_required(provider)
     known = verified_email(provider, verified.claims) if provider.allowed_domains \
         else _asserted_email(verified.claims)
-    account = await queries.user_by_id(conn, identity["user_id"])
-    if account is None or account["deactivated_at"] is not None:
+    if identity["deactivated_at"] is not None:
         raise refused("this account is deactivated")
-    await queries.touch_identity(conn, identity["id"], known, auth.now())
+    now = auth.now()
+    if (known is not None and known != identity["email"]) \
+            or (now - identity["last_used_at"]).total_seconds() > TOUCH_SECONDS:
+        await queries.touch_identity(conn, identity["id"], known, now)
     return UUID(str(identity["user_id"]))
 
 
