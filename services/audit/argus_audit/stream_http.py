@@ -160,18 +160,22 @@ async def _live(request: web.Request, response: web.StreamResponse, conn: Connec
 
 
 async def police(app: web.Application) -> None:
-    """Every `TICK`: end the streams whose identity no longer holds, queue a heartbeat to those
-    silent for the heartbeat interval."""
+    """Every `TICK`, `police_once` over this replica's streams."""
     hub, heartbeat = app[HUB_KEY], app[STREAM_CONFIG_KEY].heartbeat
     while True:
         await asyncio.sleep(TICK)
-        revocations, now = app[REVOCATIONS_KEY], time.monotonic()
-        for conn in list(hub.connections):
-            if conn.closed is not None:
-                continue
-            why = gone(revocations, conn.claims, conn.viewer.org)
-            if why is not None:
-                conn.end(why, control(why))
-            elif now - conn.last_write >= heartbeat and conn.queue.empty():
-                conn.offer(BEAT)
-                conn.last_write = now
+        police_once(hub, app[REVOCATIONS_KEY], heartbeat, time.monotonic())
+
+
+def police_once(hub: Hub, revocations: Revocations, heartbeat: float, now: float) -> None:
+    """End the streams whose identity no longer holds; queue a heartbeat to those silent for
+    `heartbeat` seconds."""
+    for conn in list(hub.connections):
+        if conn.closed is not None:
+            continue
+        why = gone(revocations, conn.claims, conn.viewer.org)
+        if why is not None:
+            conn.end(why, control(why))
+        elif now - conn.last_write >= heartbeat and conn.queue.empty():
+            conn.offer(BEAT)
+            conn.last_write = now
