@@ -160,6 +160,15 @@ async def test_microsoft_multi_tenant_issuer_must_match_the_tokens_tid(sso: Sso)
     done = await sso.browser().sign_in("entra")
     assert done.status == 303, done.body
     assert claims_of(done.cookies[ACCESS])["idp"] == sso.op.issuer(tid)
+    # Entra sends no email_verified: its xms_edov claim vouches for the email, or nothing does
+    address, sub = email(), f"sub-{uuid.uuid4().hex[:12]}"
+    await sso.op.control("organizations", "user", {"sub": sub, "tid": tid, "email": address})
+    unvouched = await sso.browser().sign_in("entra")
+    assert unvouched.status == 403 and unvouched.body["type"] == P + "sso-email-unverified"
+    await sso.nothing_for(address, sub)
+    await sso.op.control("organizations", "user", {"sub": sub, "tid": tid, "email": address,
+                                                   "xms_edov": True})
+    assert (await sso.browser().sign_in("entra")).status == 303
     address = email()
     sub = await sso.op.user("organizations", address, tid=str(uuid.uuid4()), attack="wrong_tid")
     refused = await sso.browser().sign_in("entra")
@@ -335,6 +344,19 @@ async def test_a_forged_id_token_is_refused_and_creates_nothing(sso: Sso, attack
     assert done.status == 401, (attack, done.body)
     assert done.body["type"] == P + "sso-refused" and done.body["detail"]
     assert ACCESS not in done.cookies
+    await sso.nothing_for(address, sub)
+
+
+async def test_a_sign_in_that_comes_back_too_late_is_refused(sso: Sso) -> None:
+    address = email()
+    sub = await sso.op.user(sso.acme, address)
+    browser = sso.browser()
+    started = await browser.start("acme")
+    assert started.location
+    callback = await browser.to_provider(started.location)
+    sso.service.clock.advance(601)  # the state lives 10 minutes
+    done = await browser.get(callback)
+    assert done.status == 400 and "too long" in done.body["detail"]
     await sso.nothing_for(address, sub)
 
 
