@@ -43,6 +43,20 @@ def test_the_outbox_keeps_sent_rows_an_hour_unless_told_and_longer_than_the_dedu
     assert DUPLICATE_WINDOW == 120  # the message below names it
 
 
+def test_live_stream_settings_have_their_defaults_unless_told(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    settings = Settings.from_env("audit", env)
+    assert (settings.stream_max_per_user, settings.stream_max_per_org,
+            settings.stream_buffer_events, settings.stream_heartbeat_seconds,
+            settings.stream_lease_seconds) == (5, 200, 256, 15.0, 30.0)
+    told = Settings.from_env("audit", {
+        **env, "ARGUS_STREAM_MAX_PER_USER": "2", "ARGUS_STREAM_MAX_PER_ORG": "9",
+        "ARGUS_STREAM_BUFFER_EVENTS": "64", "ARGUS_STREAM_HEARTBEAT_SECONDS": "5",
+        "ARGUS_STREAM_LEASE_SECONDS": "12"})
+    assert (told.stream_max_per_user, told.stream_max_per_org, told.stream_buffer_events,
+            told.stream_heartbeat_seconds, told.stream_lease_seconds) == (2, 9, 64, 5.0, 12.0)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -60,6 +74,11 @@ def test_the_outbox_keeps_sent_rows_an_hour_unless_told_and_longer_than_the_dedu
          "ARGUS_OUTBOX_KEEP_SECONDS: 120 s does not exceed JetStream's duplicate window of 120 s"),
         ({"ARGUS_OUTBOX_KEEP_SECONDS": "soon"}, "ARGUS_OUTBOX_KEEP_SECONDS: 'soon'"),
         ({"ARGUS_OUTBOX_PRUNE_SECONDS": "0"}, "ARGUS_OUTBOX_PRUNE_SECONDS: 0 is outside"),
+        ({"ARGUS_STREAM_MAX_PER_USER": "0"}, "ARGUS_STREAM_MAX_PER_USER: 0 is outside"),
+        ({"ARGUS_STREAM_MAX_PER_ORG": "many"}, "ARGUS_STREAM_MAX_PER_ORG: 'many'"),
+        ({"ARGUS_STREAM_BUFFER_EVENTS": "0"}, "ARGUS_STREAM_BUFFER_EVENTS: 0 is outside"),
+        ({"ARGUS_STREAM_HEARTBEAT_SECONDS": "0"}, "ARGUS_STREAM_HEARTBEAT_SECONDS: 0 is outside"),
+        ({"ARGUS_STREAM_LEASE_SECONDS": "2"}, "ARGUS_STREAM_LEASE_SECONDS: 2 is outside"),
     ],
 )
 def test_bad_settings_give_one_line_naming_them(
