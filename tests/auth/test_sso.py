@@ -485,4 +485,11 @@ async def test_logout_names_the_providers_end_session_url(sso: Sso) -> None:
     status, _, _ = await sso.service.post("/token/refresh",
                                           {"refresh_token": done.cookies[REFRESH]})
     assert status == 401
+    # a browser's logout form is sent on to the provider (RP-initiated logout)
+    again = await sso.browser().sign_in("acme")
+    status, _, response = await sso.service.post(
+        "/sso/logout", None, again.cookies[ACCESS], headers={"Accept": "text/html"},
+        allow_redirects=False)
+    assert status == 303
+    assert response.headers["Location"].startswith(f"{sso.op.issuer(sso.acme)}/logout?")
 

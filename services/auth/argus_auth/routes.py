@@ -447,7 +447,12 @@ async def sso_logout(request: web.Request) -> web.Response:
         session = await queries.session_by_id(conn, UUID(claims.sid))
     await sessions.revoke(auth, UUID(claims.sub), UUID(claims.sid), ctx_of(request), "logout")
     provider = session["idp_provider"] if session is not None else None
-    response = json({"end_session_url": await sso.logout_url(auth, provider)})
+    url = await sso.logout_url(auth, provider)
+    if "text/html" in request.headers.get("Accept", ""):  # a browser's form: go there
+        response = web.Response(status=303, headers={"Location": url or "/",
+                                                     "Cache-Control": "no-store"})
+    else:
+        response = json({"end_session_url": url})
     response.del_cookie(ACCESS_COOKIE, path="/")
     response.del_cookie(REFRESH_COOKIE, path="/")
     return response
@@ -532,6 +537,9 @@ SSO_ROUTES: list[Route] = [
           tags=("sso",)),
     Route("POST", "/sso/logout", sso_logout, "End this session; the provider's end-session "
           "URL when it advertises one (RP-initiated logout)", response=schemas.SsoLogout,
+          responses={303: Answer("Asked with Accept: text/html (a browser's form): a redirect "
+                                 "to the provider's end-session URL, or to /",
+                                 headers={"Location": "where to go"})},
           tags=("sso",)),
     Route("GET", "/account/identities", list_identities, "My linked identity providers",
           response=list[schemas.IdentityView], tags=("sso",)),
