@@ -2,7 +2,8 @@
 own schema (so handlers are reached) and from arbitrary JSON and bytes, path parameters that are
 the caller's real ids, random UUIDs or junk, query strings drawn from their schema or junk, and
 odd `Idempotency-Key` headers. Whatever arrives, the answer is never a 5xx, and every 4xx is an
-`application/problem+json` body that names its status.
+`application/problem+json` body that names its status (on SCIM routes, an RFC 7644 error body
+in `application/scim+json`).
 
 Then malformed text, to every operation: each JSON body drawn from its schema is sent again with
 a byte order mark, and with invalid UTF-8 (overlong forms and encoded surrogates too), a lone
@@ -141,8 +142,7 @@ def problems_of(target: Target, method: str, template: str, operation: dict[str,
         what = f"{method} {path} {query} {body[:200]!r} -> {reply.status} {reply.body[:300]!r}"
         assert reply.status < 500, what
         if reply.status >= 400:
-            assert reply.content_type == "application/problem+json", what
-            assert json.loads(reply.body)["status"] == reply.status, what
+            assert is_error_document(reply, path), what
 
     try:
         attack()
@@ -156,10 +156,25 @@ def judged(reply: Reply, what: str) -> list[str]:
     what = f"{what} -> {reply.status} {reply.body[:300]!r}"
     if reply.status >= 500:
         return [what]
-    if reply.status >= 400 and (reply.content_type != "application/problem+json"
-                                or json.loads(reply.body)["status"] != reply.status):
+    if reply.status >= 400 and not is_error_document(reply, what.split(" ", 2)[1]):
         return [f"not a problem document: {what}"]
     return []
+
+
+SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def is_error_document(reply: Reply, path: str) -> bool:
+    """A problem document naming the status; on SCIM routes (`/scim/v2/...`) the handler's
+    refusals are RFC 7644 section 3.12 errors in `application/scim+json` (the status a
+    string), as SCIM clients expect (what the shared middleware refuses first stays a
+    problem)."""
+    if "/scim/v2/" in path.split("?", 1)[0] + "/" and \
+            reply.content_type == "application/scim+json":
+        body = json.loads(reply.body)
+        return body.get("schemas") == [SCIM_ERROR] and body.get("status") == str(reply.status)
+    return reply.content_type == "application/problem+json" and \
+        json.loads(reply.body)["status"] == reply.status
 
 
 def string_leaves(value: Any) -> int:

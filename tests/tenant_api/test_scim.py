@@ -289,3 +289,49 @@ async def test_custom_group_names_map_to_roles(suite: Suite) -> None:
     assert status == 409, body
     _, members = await suite.call("GET", f"/orgs/{org}/members", owner.token)
     assert {m["user_id"]: m["role"] for m in members}[owner.id] == "owner"
+
+
+async def test_hostile_scim_input_is_a_scim_error_and_changes_nothing(suite: Suite) -> None:
+    owner = await suite.user()
+    org = await suite.org(owner)
+    token = await scim_token(suite, org, owner)
+    _, created, _ = await scim(suite, token, "POST", "/Users",
+                               okta_user(f"steady-{org[:8]}@example.com"))
+    user = f"/Users/{created['id']}"
+    deep: Any = "x"
+    for _ in range(20):
+        deep = {"a": deep}
+    attempts: list[tuple[str, str, Any]] = [
+        ("POST", "/Users", {"userName": "nul\u0000@example.com"}),
+        ("POST", "/Users", {"userName": f"a-{org[:8]}@example.com", "name": deep}),
+        ("POST", "/Users", ["not", "an", "object"]),
+        ("POST", "/Users", {"userName": 42}),
+        ("POST", "/Users", {"userName": f"b-{org[:8]}@example.com", "active": "maybe"}),
+        ("PATCH", user, {"Operations": "replace"}),
+        ("PATCH", user, {"schemas": ["urn:wrong"], "Operations": [{"op": "replace"}]}),
+        ("PATCH", user, {"Operations": [{"op": "remove", "path": "userName"}]}),
+        ("PATCH", user, {"Operations": [{"op": "replace", "path": 7, "value": 1}]}),
+        ("PATCH", user, {"Operations": [{"op": "replace", "path": "name.givenName.x",
+                                         "value": 1}]}),
+        ("PUT", user, {"userName": ""}),
+        ("GET", "/Users?startIndex=abc", None), ("GET", "/Users?count=1e9", None),
+        ("GET", '/Users?filter=userName eq "x" or userName eq "y"', None),
+        ("GET", "/Users/not-a-uuid", None), ("GET", "/Groups/00000000-0000-0000-0000-0000", None),
+        ("POST", "/Groups", {"displayName": "g", "members": [{"value": "junk"}]}),
+        ("PATCH", "/Groups/7", {"Operations": []}),
+    ]
+    for method, path, body in attempts:
+        status, answer, kind = await scim(suite, token, method, path, body)
+        assert 400 <= status < 500 and kind == SCIM, (method, path, status, answer)
+        assert answer["schemas"] == [ERROR] and answer["status"] == str(status), answer
+    async with suite.http.post(f"{suite.tenant}/scim/v2/Users", data=b"{not json",
+                               headers={"Authorization": f"Bearer {token}",
+                                        "Content-Type": SCIM}) as response:
+        assert response.status == 400
+    async with suite.http.post(f"{suite.tenant}/scim/v2/Users", data=b"userName=x",
+                               headers={"Authorization": f"Bearer {token}",
+                                        "Content-Type": "text/plain"}) as response:
+        assert response.status == 415
+    status, listed, _ = await scim(suite, token, "GET", "/Users")
+    assert listed["totalResults"] == 1 and listed["Resources"][0] == {
+        **created, "meta": listed["Resources"][0]["meta"]}

@@ -11,6 +11,7 @@ from argus_shared.validation import (
     END,
     SINGLE_LINE_PATTERN,
     TOKEN_PATTERN,
+    URL_PATTERN,
     Name,
     Strict,
     Text,
@@ -78,6 +79,9 @@ class RoleMappings(Strict):
                              InviteRole], msgspec.Meta(max_length=100)]
 
 
+# https (plain http only on loopback), and then a URL's characters (no spaces or controls)
+ISSUER_PATTERN = (r"^(?=https://|http://(?:127\.0\.0\.1|localhost|\[::1\])[:/])"
+                  + URL_PATTERN.removeprefix("^"))
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=TOKEN_PATTERN)]
 
 
@@ -85,9 +89,7 @@ class SsoConnection(Strict):
     """An org's OIDC connection: its IdP's issuer (https, or http on loopback for tests), the
     client registered there, and its secret (sealed at rest, never answered back)."""
 
-    issuer: Annotated[str, msgspec.Meta(min_length=8, max_length=500,
-                                        pattern=r"^(https://|http://(127\.0\.0\.1|localhost|"
-                                        r"\[::1\])[:/])[^\s]*" + END)]
+    issuer: Annotated[str, msgspec.Meta(min_length=8, max_length=500, pattern=ISSUER_PATTERN)]
     client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=500,
                                            pattern=TOKEN_PATTERN)]
     client_secret: Secret

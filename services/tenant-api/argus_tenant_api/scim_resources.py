@@ -166,8 +166,8 @@ def _set_path(state: dict[str, Any], path: str, value: Any, remove: bool) -> Non
 
 
 def _assign(state: dict[str, Any], name: str, value: Any, remove: bool) -> None:
-    if not name:
-        raise bad("empty attribute name", "invalidPath")
+    if not re.fullmatch(r"[A-Za-z$][\w$-]*", name):
+        raise bad(f"not an attribute path: {name!r}", "invalidPath")
     if remove:
         state.pop(_key(state, name), None)
     else:
