@@ -1,13 +1,15 @@
-"""Concurrent-stream caps that hold across replicas: each open stream holds a lease in the NATS
-KV bucket `argus_stream_leases` (`user.<id>.<conn>` or `api_key.<id>.<conn>`, and
-`org.<id>.<conn>`), renewed every third of the bucket's TTL (`ARGUS_STREAM_LEASE_SECONDS`,
-30 s); the TTL lets the slots of a crashed replica come back by themselves. A new stream
-writes its leases first and then counts: over a cap, it takes them back and is refused, so two
-replicas racing for the last slot can both refuse but never both pass. A count reads only the
-keys under one principal's prefix (the bucket stream's subjects under `<prefix>.*`, one
-request and no consumer), never the whole bucket; a closed stream's keys are purged.
-Staleness: a crashed replica's slots stay taken for at most the TTL (plus the server's expiry
-sweep)."""
+"""Concurrent-stream caps that hold across replicas, counted in the NATS KV bucket
+`argus_stream_leases`: each replica keeps one key per principal and per org it serves,
+`user.<id>.<replica>` (or `api_key.<id>.<replica>`) and `org.<id>.<replica>`, whose value is
+how many streams it has open for them. The keys are leases: renewed every third of the
+bucket's TTL (`ARGUS_STREAM_LEASE_SECONDS`, 30 s), so the slots of a crashed replica come back
+by themselves once its keys age out; a replica's renewal costs one write per principal and org
+it serves, not per stream. A new stream raises its replica's counts first and then sums every
+replica's (the subjects under `<prefix>.*`, one request, and one read per other replica): over
+a cap, it lowers them again and is refused, so two replicas racing for the last slot can both
+refuse but never both pass. A count never lists the whole bucket; a count that drops to 0 is
+purged (no delete marker). Staleness: a crashed replica's slots stay taken for at most the TTL
+(plus the server's expiry sweep)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 BUCKET = "argus_stream_leases"
 STREAM = f"KV_{BUCKET}"
@@ -43,7 +45,10 @@ class Caps:
         self.per_user, self.per_org, self.lease_seconds = per_user, per_org, lease_seconds
         self.kv: Any = None
         self.js: Any = None
+        self.replica = uuid.uuid4().hex
         self.held: dict[str, Lease] = {}
+        self.counts: dict[str, int] = {}  # prefix -> this replica's open streams under it
+        self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, js: JetStreamContext) -> None:
@@ -73,11 +78,10 @@ class Caps:
         wanted = [(f"{kind}.{principal}", self.per_user, "user")]
         if org is not None:
             wanted.append((f"org.{org}", self.per_org, "org"))
-        lease = Lease(())
-        lease.keys = tuple(f"{prefix}.{lease.id}" for prefix, _, _ in wanted)
-        for key in lease.keys:
-            await self.kv.put(key, b"1")
+        lease = Lease(tuple(prefix for prefix, _, _ in wanted))
         self.held[lease.id] = lease
+        for prefix in lease.keys:
+            await self._add(prefix, 1)
         for prefix, cap, which in wanted:
             if await self._count(prefix) > cap:
                 await self.release(lease)
@@ -85,17 +89,45 @@ class Caps:
         return lease
 
     async def release(self, lease: Lease) -> None:
-        """Purged, not deleted: a delete would leave a marker that still counts as a subject."""
-        self.held.pop(lease.id, None)
-        for key in lease.keys:
+        if self.held.pop(lease.id, None) is None:
+            return
+        for prefix in lease.keys:
             with contextlib.suppress(Exception):
-                await self.js.purge_stream(STREAM, subject=f"{SUBJECT}.{key}")
+                await self._add(prefix, -1)
+
+    def _key(self, prefix: str) -> str:
+        return f"{prefix}.{self.replica}"
+
+    async def _add(self, prefix: str, delta: int) -> None:
+        """This replica's count under `prefix`, changed and written (one writer per key)."""
+        async with self._locks.setdefault(prefix, asyncio.Lock()):
+            count = self.counts.get(prefix, 0) + delta
+            if count > 0:
+                self.counts[prefix] = count
+                await self.kv.put(self._key(prefix), b"%d" % count)
+                return
+            self.counts.pop(prefix, None)
+            self._locks.pop(prefix, None)
+            # purged, not deleted: a delete would leave a marker that still lists the subject
+            await self.js.purge_stream(STREAM, subject=f"{SUBJECT}.{self._key(prefix)}")
 
     async def _count(self, prefix: str) -> int:
-        """The live leases under `prefix`: the bucket stream's subjects under `<prefix>.*`
-        (one request, no consumer; a released lease is purged, an expired one aged out)."""
+        """Every replica's streams under `prefix`: the subjects under `<prefix>.*` (one
+        request, no consumer), this replica's from memory, each other's read."""
         info = await self.js.stream_info(STREAM, subjects_filter=f"{SUBJECT}.{prefix}.*")
-        return len(info.state.subjects or {})
+        total = self.counts.get(prefix, 0)
+        for subject in info.state.subjects or {}:
+            key = subject.removeprefix(SUBJECT + ".")
+            if key != self._key(prefix):
+                total += await self._value(key)
+        return total
+
+    async def _value(self, key: str) -> int:
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:  # released or aged out since it was listed
+            return 0
+        return int(entry.value or b"0")
 
     async def ttl(self) -> float:
         """The bucket's TTL now (another replica may have changed it)."""
@@ -109,7 +141,6 @@ class Caps:
             except Exception:
                 every = self.lease_seconds / 3
             await asyncio.sleep(every)
-            for lease in list(self.held.values()):
-                for key in lease.keys:
-                    with contextlib.suppress(Exception):
-                        await self.kv.put(key, b"1")
+            for prefix in list(self.counts):
+                with contextlib.suppress(Exception):
+                    await self._add(prefix, 0)
