@@ -344,7 +344,7 @@ async def _reauth(auth: Auth, provider: Provider, flow: dict[str, Any], verified
                   ctx: Ctx) -> Done:
     """Step-up through the provider: the same identity as the account's, signed in again
     just now (auth_time checked against max_age=0 and the leeway)."""
-    user_id, session_id = UUID(flow["u"]), UUID(flow["sid"])
+    user_id = UUID(flow["u"])
     if verified.claims.get("auth_time", 0) < flow["t"] - auth.config.sso.leeway:
         raise refused("the provider did not sign you in again (auth_time)")
     amr = session_amr(verified.claims)
@@ -352,7 +352,7 @@ async def _reauth(auth: Auth, provider: Provider, flow: dict[str, Any], verified
         identity = await queries.identity_by_subject(conn, verified.issuer, verified.subject)
         if identity is None or identity["user_id"] != user_id:
             raise refused("that identity is not linked to this account")
-        await _live_session(conn, flow, user_id)
+        session_id = await _live_session(conn, flow, user_id)
         await queries.set_session_auth(conn, session_id, auth.now(), amr)
         await emit(conn, ctx, REAUTH_SUCCEEDED, actor=user(user_id),
                    resource=("session", str(session_id)),
@@ -361,11 +361,14 @@ async def _reauth(auth: Auth, provider: Provider, flow: dict[str, Any], verified
     return Done(flow["r"], REAUTH, access_token=token)
 
 
-async def _live_session(conn: queries.Conn, flow: dict[str, Any], user_id: UUID) -> None:
+async def _live_session(conn: queries.Conn, flow: dict[str, Any], user_id: UUID) -> UUID:
     """The session that started a link or step-up must still be the user's and live."""
+    if not flow.get("sid"):
+        raise refused("this sign-in did not start from a session: sign in and start again")
     session = await queries.session_by_id(conn, UUID(flow["sid"]), lock=True)
     if session is None or session["revoked_at"] is not None or session["user_id"] != user_id:
         raise refused("the session that started this has ended: sign in and start again")
+    return UUID(str(session["id"]))
 
 
 async def _record_refusal(auth: Auth, name: str, problem: Problem, ctx: Ctx) -> None:
