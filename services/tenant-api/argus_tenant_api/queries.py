@@ -430,16 +430,19 @@ async def delete_scim_user(conn: Conn, org_id: UUID, scim_id: UUID) -> None:
 async def scim_page(conn: Conn, table: str, org_id: UUID, where: str, value: str | None,
                     offset: int, limit: int) -> tuple[int, list[Row]]:
     """`table` is scim_users or scim_groups and `where` one of scim_filter's fixed conditions
-    on `{v}` (never request text); the total that match and one page of them."""
+    on `{v}` (never request text); the total that match and one page of them, in one
+    statement (a second counts only when the page is empty)."""
     assert table in ("scim_users", "scim_groups")
     values = [] if value is None else [value]
-    count_where = f" and {where.format(v='$2')}" if where else ""
     page_where = f" and {where.format(v='$4')}" if where else ""
+    rows = await conn.fetch(
+        f"select *, count(*) over () as total from {table} where org_id = $1{page_where}"
+        " order by created_at, id offset $2 limit $3", org_id, offset, limit, *values)
+    if rows:
+        return rows[0]["total"], rows
+    count_where = f" and {where.format(v='$2')}" if where else ""
     total = await conn.fetchval(
         f"select count(*) from {table} where org_id = $1{count_where}", org_id, *values)
-    rows = await conn.fetch(
-        f"select * from {table} where org_id = $1{page_where}"
-        " order by created_at, id offset $2 limit $3", org_id, offset, limit, *values)
     return total, rows
 
 

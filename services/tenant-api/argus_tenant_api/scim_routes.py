@@ -146,7 +146,7 @@ async def list_users(request: web.Request) -> web.Response:
         total, rows = await queries.scim_page(w.conn, "scim_users", w.caller.org_id, where,
                                               value, page.offset, page.count)
         groups = await queries.groups_of_scim_users(w.conn, w.caller.org_id,
-                                                    [r["id"] for r in rows])
+                                                    [r["id"] for r in rows]) if rows else []
         views = [protocol.user_view(r, [g for g in groups if g["user_id"] == r["id"]], base)
                  for r in rows]
         return protocol.list_response(total, page, views)
