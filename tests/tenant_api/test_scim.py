@@ -6,11 +6,18 @@ once, rotate and revoke; errors are RFC 7644 error bodies; every change reaches 
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import jwt
 import msgspec
 
+from argus_shared import db
+from argus_shared.settings import Settings
+from argus_tenant_api.org_purge import purge_deleted_orgs
 from support.audit_service import Audit
 from support.mailbox import tokens_for
 from support.suite import Suite, User
@@ -335,3 +342,42 @@ async def test_hostile_scim_input_is_a_scim_error_and_changes_nothing(suite: Sui
     status, listed, _ = await scim(suite, token, "GET", "/Users")
     assert listed["totalResults"] == 1 and listed["Resources"][0] == {
         **created, "meta": listed["Resources"][0]["meta"]}
+
+
+SCIM_SSO_TABLES = ("scim_tokens", "scim_users", "scim_groups", "scim_group_members",
+                   "scim_role_mappings", "sso_connections", "sso_domains")
+
+
+async def test_a_purged_org_leaves_no_scim_or_sso_rows(
+    suite: Suite, settings_for: Callable[..., Settings], admin: asyncpg.Connection
+) -> None:
+    owner = await suite.user()
+    org = await suite.org(owner)
+    token = await scim_token(suite, org, owner)
+    _, user, _ = await scim(suite, token, "POST", "/Users",
+                            okta_user(f"gone-{org[:8]}@example.com"))
+    await scim(suite, token, "POST", "/Groups",
+               {"displayName": "Admins", "members": [{"value": user["id"]}]})
+    await suite.call("PUT", f"/orgs/{org}/scim-role-mappings", owner.token,
+                     {"mappings": {"admins": "admin"}})
+    await suite.call("PUT", f"/orgs/{org}/sso/connection", owner.token, {
+        "issuer": "https://idp.example.com", "client_id": "c", "client_secret": "s"})
+    await suite.call("POST", f"/orgs/{org}/sso/domains", owner.token,
+                     {"domain": f"gone-{org[:8]}.example.com"})
+
+    async def rows() -> dict[str, int]:
+        return {t: await admin.fetchval(f"select count(*) from tenant_api.{t} where org_id = $1",
+                                        uuid.UUID(org)) for t in SCIM_SSO_TABLES}
+
+    assert all(await rows()), await rows()  # one of each, so the purge has work to do
+    assert (await suite.call("DELETE", f"/orgs/{org}", owner.token))[0] == 204
+    assert (await scim(suite, token, "GET", "/Users"))[0] == 401  # at once: the org is gone
+    settings = settings_for("tenant-api")
+    pool = await db.create_pool(settings.database_url, settings.db_role, settings.db_password,
+                                schema=settings.schema)
+    try:
+        later = datetime.now(UTC) + timedelta(days=7, minutes=1)
+        assert uuid.UUID(org) in await purge_deleted_orgs(pool, later)
+    finally:
+        await pool.close()
+    assert not any((await rows()).values()), await rows()
