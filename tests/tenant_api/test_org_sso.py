@@ -212,3 +212,22 @@ async def test_mfa_from_the_idp_counts_only_when_the_org_says_so(
                      (None, ["pwd", "mfa"])):
         answer = await membership(suite, settings, admin_user, org, idp, amr)
         assert (answer["require_mfa"], answer["mfa_from_idp"]) == (True, False), (idp, amr)
+
+
+async def test_a_dns_server_that_does_not_answer_verifies_nothing(
+    sso_suite: Suite, dns_server: DnsServer
+) -> None:
+    suite = sso_suite
+    owner = await suite.user()
+    org = await suite.org(owner)
+    domain = f"down-{org[:8]}.example.com"
+    _, claim = await suite.call("POST", f"/orgs/{org}/sso/domains", owner.token,
+                                {"domain": domain})
+    dns_server.publish(domain, claim["txt_record"]["value"])
+    assert dns_server.transport is not None
+    dns_server.transport.close()  # the nameserver's port is closed now
+    status, problem = await suite.call("POST", f"/orgs/{org}/sso/domains/{domain}/verify",
+                                       owner.token)
+    assert status == 503, problem
+    _, domains = await suite.call("GET", f"/orgs/{org}/sso/domains", owner.token)
+    assert domains[0]["verified"] is False
