@@ -96,11 +96,15 @@ async def _switch_wal(data_dir: Path, port: int) -> None:
 async def bucketed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bucketed]:
     root = Path(tempfile.mkdtemp(prefix="argus-s3b-"))
     server = S3Server.start(root / "s3")
+    try:
+        await server.wait_ready()  # SeaweedFS binds more ports as it boots: pick ours after
+    except BaseException:
+        server.stop()
+        raise
     data_dir, archive, ports = root / "argus", root / "archive", free_ports()
     proc = Proc.start([*up_command(data_dir, ports), "--archive", str(archive)], {},
                       tmp_path_factory.mktemp("s3b") / "up.log")
     try:
-        await server.wait_ready()
         async with _client(server) as client:
             await client.create_bucket(Bucket=BUCKET)
         env = _env(server, archive)
