@@ -85,6 +85,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "function tenant_api.scim_token_by_hash(bytea)": "EXECUTE",
         "function tenant_api.sso_domain_owner(text)": "EXECUTE",
         "function tenant_api.sso_domain_taken(text,uuid)": "EXECUTE",
+        "function tenant_api.scim_pending_for(text,text)": "EXECUTE",
     },
     "argus_audit": {
         **_common("audit"),

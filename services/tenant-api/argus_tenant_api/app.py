@@ -17,7 +17,7 @@ from argus_shared.nats import serve
 from argus_shared.runner import REVOCATIONS_KEY, service_app, user_authentication
 from argus_shared.settings import Settings
 from argus_shared.web import NATS_KEY, POOL_KEY
-from argus_tenant_api import SERVICE, events, rpc
+from argus_tenant_api import SERVICE, events, rpc, scim_sso
 from argus_tenant_api.config import CONFIG_KEY, TenantConfig
 from argus_tenant_api.dsr import DataSubjects
 from argus_tenant_api.org_purge import purge_deleted_orgs
@@ -66,8 +66,17 @@ async def _consumers(settings: Settings, app: web.Application) -> AsyncIterator[
                         handler=partial(events.account_events, app[POOL_KEY], nc,
                                         settings.xut_keys),
                         subject=events.EMAIL_CHANGED_SUBJECT, batch=20)
+    sso_events = [Consumer(nc, settings.xut_keys, durable=f"{SERVICE}-{name}",
+                           handler=partial(scim_sso.handler, app[POOL_KEY], nc,
+                                           settings.xut_keys), subject=subject, batch=20)
+                  for name, subject in (("sso-signups", scim_sso.SIGNED_UP_SUBJECT),
+                                        ("sso-links", scim_sso.LINKED_SUBJECT))]
     await accounts.start()
+    for consumer in sso_events:
+        await consumer.start()
     yield
+    for consumer in sso_events:
+        await consumer.stop()
     await accounts.stop()
 
 

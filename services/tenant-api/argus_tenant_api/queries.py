@@ -619,3 +619,7 @@ async def sso_domain_taken(conn: Conn, domain: str, org_id: UUID) -> bool:
 
 async def sso_domain_owner(conn: Conn, domain: str) -> Row | None:
     return await conn.fetchrow("select * from sso_domain_owner($1)", domain)
+
+
+async def scim_pending_for(conn: Conn, email: str, issuer: str) -> list[Row]:
+    return await conn.fetch("select * from scim_pending_for($1, $2)", email, issuer)
