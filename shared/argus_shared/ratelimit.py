@@ -1,13 +1,13 @@
 """Rate limits per client IP, per org and per API key: a sliding-window counter in memory.
 
-Limits hold per replica; with N replicas behind the gateway the effective limit is N times the
-setting (the gateway or a shared store can tighten that later). Refusals are 429 with
-`Retry-After` in whole seconds.
+These limits hold per replica. Services count through `argus_shared.shared_limits` (the same
+window, in JetStream counters every replica shares) once NATS is up, and fall back to this one
+when it is not, or when `ARGUS_RATE_LIMIT_STORE=memory`. Refusals are 429 with `Retry-After`
+in whole seconds.
 
 Why not a library: the maintained one, `limits`, keeps its counters in memory, Redis,
-Memcached, MongoDB or etcd. Argus's shared stores are PostgreSQL and NATS KV, so a shared limit
-through `limits` would add a store to operate; this small counter is what moves onto NATS KV
-when limits become shared across replicas.
+Memcached, MongoDB or etcd. Argus's shared stores are PostgreSQL and NATS, so a shared limit
+through `limits` would add a store to operate.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from argus_shared.errors import Problem
 
@@ -30,9 +31,17 @@ class Window:
     previous: int = 0
 
 
+class Limiter(Protocol):
+    """What the services count requests with: this module's in-memory limiter, or
+    `argus_shared.shared_limits`' one that every replica shares."""
+
+    async def hit(self, key: str, limit: int, window: float = WINDOW) -> None: ...
+
+
 @dataclass
 class RateLimiter:
-    """`hit(key, limit)` counts one request and raises a 429 Problem past `limit` per minute.
+    """`await hit(key, limit)` (or `count`, without waiting) counts one request and raises a
+    429 Problem past `limit` per minute.
 
     The sliding-window estimate weights the previous window's count by how much of it still
     overlaps, which smooths bursts at window edges without storing every timestamp."""
@@ -40,7 +49,10 @@ class RateLimiter:
     clock: Callable[[], float] = time.monotonic
     windows: dict[str, Window] = field(default_factory=dict)
 
-    def hit(self, key: str, limit: int, window: float = WINDOW) -> None:
+    async def hit(self, key: str, limit: int, window: float = WINDOW) -> None:
+        self.count(key, limit, window)
+
+    def count(self, key: str, limit: int, window: float = WINDOW) -> None:
         now = self.clock()
         slot = self._slot(key, now, window)
         overlap = 1.0 - (now - slot.start) / window

@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
+import nats.js.errors
 from aiohttp import web
+from nats.js import JetStreamContext
 
-from argus_shared import db, xut
+from argus_shared import db, shared_limits, xut
 from argus_shared.access import AccessVerifier, ApiKeys, JwksCache, Revocations
 from argus_shared.embedded import port_free
 from argus_shared.logs import scrub, setup_logging
@@ -32,11 +34,20 @@ from argus_shared.migrate import MigrationError, applied_migrations, migrate, mi
 from argus_shared.nats import NatsUnavailable, connect, ensure_stream
 from argus_shared.nats import request as nats_request
 from argus_shared.outbox import Pruner, Relay
+from argus_shared.ratelimit import RateLimiter
 from argus_shared.request import XUT_CLAIMS
 from argus_shared.routing import Route
 from argus_shared.settings import OWNER_ROLE, ConfigError, Settings
 from argus_shared.tracing import setup_tracing, tracing_middleware
-from argus_shared.web import ACCESS_KEY, API_KEYS_KEY, NATS_KEY, POOL_KEY, SETTINGS_KEY, build_app
+from argus_shared.web import (
+    ACCESS_KEY,
+    API_KEYS_KEY,
+    LIMITER_KEY,
+    NATS_KEY,
+    POOL_KEY,
+    SETTINGS_KEY,
+    build_app,
+)
 
 log = logging.getLogger("argus.runner")
 READY_TIMEOUT = 2.0
@@ -138,9 +149,27 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
         raise StartupError(str(exc)) from None
     await ensure_stream(nc.jetstream())
     app[NATS_KEY] = nc
+    if settings.rate_limit_store == "nats":
+        await _share_rate_limits(app, nc.jetstream())
     yield
     with contextlib.suppress(Exception):
         await nc.drain()
+
+
+async def _share_rate_limits(app: web.Application, js: JetStreamContext) -> None:
+    """Count this service's rate limits in NATS with every other replica (the in-memory limiter
+    stays as the fallback); a NATS without counters (before 2.12) keeps them per replica."""
+    local = app[LIMITER_KEY]
+    assert isinstance(local, RateLimiter)
+    try:
+        await shared_limits.ensure_stream(js)
+    except (nats.js.errors.Error, shared_limits.NoCounters) as exc:
+        log.warning("rate limits stay per replica: NATS cannot hold the shared counters "
+                    "(nats-server 2.12 or newer can)", extra={"error": str(exc)[:200]})
+        return
+    fallbacks = shared_limits.fallback_counter(app[METRICS_KEY].registry)
+    app[LIMITER_KEY] = shared_limits.SharedRateLimiter(
+        js, app[SETTINGS_KEY].service, fallbacks, local=local, clock=local.clock)
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:

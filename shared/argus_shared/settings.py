@@ -198,6 +198,7 @@ class Settings:
     rate_limit_ip_per_minute: int = 600
     rate_limit_org_per_minute: int = 6000
     rate_limit_key_per_minute: int = 1200
+    rate_limit_store: str = "nats"  # "nats": one count for every replica; "memory": per replica
     shutdown_timeout: float = 8.0
     outbox_keep_seconds: int = 3600
     outbox_prune_seconds: int = 15
@@ -254,6 +255,7 @@ class Settings:
             rate_limit_ip_per_minute=env.int("ARGUS_RATE_LIMIT_IP_PER_MINUTE", 600, 1),
             rate_limit_org_per_minute=env.int("ARGUS_RATE_LIMIT_ORG_PER_MINUTE", 6000, 1),
             rate_limit_key_per_minute=env.int("ARGUS_RATE_LIMIT_KEY_PER_MINUTE", 1200, 1),
+            rate_limit_store=_rate_limit_store(env),
             shutdown_timeout=float(env.int("ARGUS_SHUTDOWN_TIMEOUT", 8, 1, 300)),
             outbox_keep_seconds=_outbox_keep_seconds(env),
             outbox_prune_seconds=env.int("ARGUS_OUTBOX_PRUNE_SECONDS", 15, 1, 86400),
@@ -263,6 +265,14 @@ class Settings:
             stream_heartbeat_seconds=float(env.int("ARGUS_STREAM_HEARTBEAT_SECONDS", 15, 1, 300)),
             stream_lease_seconds=float(env.int("ARGUS_STREAM_LEASE_SECONDS", 30, 3, 3600)),
         )
+
+
+def _rate_limit_store(env: Env) -> str:
+    store = env.str("ARGUS_RATE_LIMIT_STORE", "nats")
+    if store not in ("nats", "memory"):
+        raise ConfigError(f"ARGUS_RATE_LIMIT_STORE: {store!r} is neither 'nats' (one count for "
+                          f"every replica) nor 'memory' (each replica its own)")
+    return store
 
 
 def _outbox_keep_seconds(env: Env) -> int:

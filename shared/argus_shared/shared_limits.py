@@ -51,17 +51,22 @@ def stream_config(window: float = WINDOW) -> StreamConfig:
     )
 
 
+class NoCounters(Exception):
+    """The NATS server does not keep counters (before 2.12 it ignores the setting)."""
+
+
 async def ensure_stream(js: JetStreamContext) -> None:
-    """Create `ARGUS_LIMITS` if missing; replicas may race to do it."""
+    """Create `ARGUS_LIMITS` if missing (replicas may race to do it); NoCounters when the
+    server made or holds it without counters, whose increments would count nothing."""
     try:
-        await js.stream_info(STREAM)
-        return
+        info = await js.stream_info(STREAM)
     except nats.js.errors.NotFoundError:
-        pass
-    try:
-        await js.add_stream(stream_config())
-    except nats.js.errors.BadRequestError:
-        await js.stream_info(STREAM)
+        try:
+            info = await js.add_stream(stream_config())
+        except nats.js.errors.BadRequestError:
+            info = await js.stream_info(STREAM)
+    if not info.config.allow_msg_counter:
+        raise NoCounters(f"the stream {STREAM} keeps no counters")
 
 
 def fallback_counter(registry: CollectorRegistry = REGISTRY) -> Counter:
@@ -88,11 +93,11 @@ class SharedRateLimiter:
         try:
             current = await self._increment(subject, INCREMENT)
             previous = await self._previous(digest, number)
-        except (TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, nats.errors.Error, NoCounters) as exc:
             self.fallbacks.inc()
             log.warning("shared rate limit unavailable; counting locally",
                         extra={"error": type(exc).__name__})
-            self.local.hit(key, limit, window)
+            self.local.count(key, limit, window)
             return
         start = number * window
         overlap = 1.0 - (now - start) / window
@@ -105,11 +110,13 @@ class SharedRateLimiter:
 
     async def _increment(self, subject: str, headers: dict[str, str]) -> int:
         ack = await self.js.publish(subject, b"", headers=headers, timeout=TIMEOUT)
-        return int(ack.val or 0)
+        if ack.val is None:  # stored as a plain message: nothing was counted
+            raise NoCounters(f"{subject} answered no count")
+        return int(ack.val)
 
     async def _take_back(self, subject: str) -> None:
         # if this fails the refused request stays counted: stricter, never looser
-        with contextlib.suppress(TimeoutError, nats.errors.Error):
+        with contextlib.suppress(TimeoutError, nats.errors.Error, NoCounters):
             await self._increment(subject, DECREMENT)
 
     async def _previous(self, digest: str, number: int) -> int:

@@ -41,7 +41,7 @@ from argus_shared.errors import Problem, problem_middleware, problem_response
 from argus_shared.logs import request_id_var
 from argus_shared.metrics import METRICS_KEY, Metrics, metrics_handler
 from argus_shared.openapi import build_openapi
-from argus_shared.ratelimit import RateLimiter
+from argus_shared.ratelimit import Limiter, RateLimiter
 from argus_shared.request import CLIENT_IP, REQUEST_ID, XUT_CLAIMS
 from argus_shared.routing import Answer, Header, Route, add_routes, route_of, template_of
 from argus_shared.scoping import check_declarations
@@ -54,7 +54,7 @@ log = logging.getLogger("argus.web")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 POOL_KEY = web.AppKey("pool", asyncpg.Pool)
 NATS_KEY = web.AppKey("nats", NatsClient)
-LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
+LIMITER_KEY = web.AppKey("rate_limiter", Limiter)
 ReadyCheck = Callable[[], Awaitable[Any]]
 READY_KEY = web.AppKey("ready_checks", dict[str, ReadyCheck])
 ROUTES_KEY = web.AppKey("routes", list)
@@ -198,18 +198,19 @@ async def ratelimit_middleware(request: web.Request, handler: Any) -> web.Stream
         settings = request.app[SETTINGS_KEY]
         limit = route.rate_limit_per_minute or settings.rate_limit_ip_per_minute
         scope = f"{route.method} {route.path}" if route.rate_limit_per_minute else "*"
-        request.app[LIMITER_KEY].hit(f"ip:{request[CLIENT_IP]}:{scope}", limit)
+        await request.app[LIMITER_KEY].hit(f"ip:{request[CLIENT_IP]}:{scope}", limit)
     return await handler(request)
 
 
-def limit_principal(request: web.Request, org: str | None, api_key: str | None) -> None:
+async def limit_principal(request: web.Request, org: str | None,
+                          api_key: str | None) -> None:
     """Count a request against its org and API key; called once the caller is known."""
     settings = request.app[SETTINGS_KEY]
     limiter = request.app[LIMITER_KEY]
     if org:
-        limiter.hit(f"org:{org}", settings.rate_limit_org_per_minute)
+        await limiter.hit(f"org:{org}", settings.rate_limit_org_per_minute)
     if api_key:
-        limiter.hit(f"key:{api_key}", settings.rate_limit_key_per_minute)
+        await limiter.hit(f"key:{api_key}", settings.rate_limit_key_per_minute)
 
 
 @web.middleware
@@ -221,17 +222,17 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     route = route_of(request)
     if route is not None and route.auth == "service":
         claims = request[XUT_CLAIMS] = verify_request_token(request)
-        limit_principal(
+        await limit_principal(
             request, claims.org, claims.principal_id if claims.principal_type == "api_key" else None
         )
     elif route is not None and route.auth == "user":
         principal = request[PRINCIPAL] = await authenticate_user(request, route)
-        limit_principal(request, principal.org,
-                        principal.id if principal.kind == "api_key" else None)
+        await limit_principal(request, principal.org,
+                              principal.id if principal.kind == "api_key" else None)
         if principal.kind == "user":
             settings = request.app[SETTINGS_KEY]
-            request.app[LIMITER_KEY].hit(f"user:{principal.id}",
-                                         settings.rate_limit_ip_per_minute)
+            await request.app[LIMITER_KEY].hit(f"user:{principal.id}",
+                                               settings.rate_limit_ip_per_minute)
     return await handler(request)
 
 

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from argus_shared.embedded import EmbeddedNats, free_port
 from argus_shared.errors import Problem
 from argus_shared.nats import connect
-from argus_shared.shared_limits import STREAM, SharedRateLimiter, ensure_stream, fallback_counter
+from argus_shared.shared_limits import (
+    STREAM,
+    NoCounters,
+    SharedRateLimiter,
+    ensure_stream,
+    fallback_counter,
+    stream_config,
+)
 from support.infra import Infra
 
 
@@ -93,3 +102,24 @@ async def test_without_nats_each_replica_still_limits(infra: Infra) -> None:
     await nc.close()
     assert await allowed(limiter, "ip:203.0.113.9:*", 12) == 10
     assert fallbacks._value.get() == 12
+
+
+async def test_a_stream_without_counters_is_refused_not_trusted(tmp_path: Path) -> None:
+    """A NATS before 2.12 ignores `allow_msg_counter`: increments would be plain messages
+    counting nothing. Such a stream is refused, and a limiter on it counts locally."""
+    server = EmbeddedNats(tmp_path / "nats", free_port())
+    server.start()
+    try:
+        nc = await connect(server.url, "old")
+        config = stream_config()
+        config.allow_msg_counter = None
+        await nc.jetstream().add_stream(config)
+        with pytest.raises(NoCounters):
+            await ensure_stream(nc.jetstream())
+        fallbacks = fallback_counter(CollectorRegistry())
+        limiter = SharedRateLimiter(nc.jetstream(), "test", fallbacks)
+        assert await allowed(limiter, "ip:203.0.113.10:*", 11) == 10
+        assert fallbacks._value.get() == 11
+        await nc.close()
+    finally:
+        server.stop()

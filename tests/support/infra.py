@@ -69,8 +69,12 @@ class Infra:
 
     def stack(self, database_url: str, env: str = "dev") -> Stack:
         ports = {service: free_port() for service in SERVICES}
+        # Each test's services count their own limits: every test shares one NATS, where shared
+        # counters would carry one test's requests into the next test's limits. The shared
+        # store is proven by tests/shared/test_shared_limits.py and the replica tests, and
+        # runs in every `argus up` a test starts (each with a NATS of its own).
         return Stack(self.secrets, database_url, self.nats_url, ports, env=env,
-                     hibp_url=self.hibp.url)
+                     hibp_url=self.hibp.url, rate_limit_store="memory")
 
 
 async def migrate_all(database_url: str, store: DevSecrets, services: tuple[str, ...]) -> None:

@@ -58,21 +58,21 @@ def claims_of(request: web.Request) -> AccessClaims:
     return request[ACCESS_CLAIMS]
 
 
-def limit_account(request: web.Request, account: str) -> None:
+async def limit_account(request: web.Request, account: str) -> None:
     """Per-IP and per-account limits of a credential route, on top of the service-wide one.
     `account` is the identity exactly as the route's domain call takes it (a token, a user id);
     an email goes through `limit_email`, never here raw."""
-    _limit_ip(request)
-    _limit_identity(request, account)
+    await _limit_ip(request)
+    await _limit_identity(request, account)
 
 
-def limit_email(request: web.Request, email: str) -> str:
+async def limit_email(request: web.Request, email: str) -> str:
     """`limit_account` for an email: counted under its normal form, the one sign-up, login,
     lockout and reset use (so `A@X.COM`, fullwidth or decomposed spellings share one limit; a
     refused address is a 422, counted against the IP). Returns the normal form."""
-    _limit_ip(request)
+    await _limit_ip(request)
     normal = accounts.normalise(email)
-    _limit_identity(request, normal)
+    await _limit_identity(request, normal)
     return normal
 
 
@@ -81,13 +81,13 @@ def _route_key(request: web.Request) -> str:
     return resource.canonical if resource is not None else request.path
 
 
-def _limit_ip(request: web.Request) -> None:
-    request.app[LIMITER_KEY].hit(f"ip:{request.get(CLIENT_IP)}:{_route_key(request)}",
+async def _limit_ip(request: web.Request) -> None:
+    await request.app[LIMITER_KEY].hit(f"ip:{request.get(CLIENT_IP)}:{_route_key(request)}",
                                  auth_of(request).config.ip_limit_per_minute)
 
 
-def _limit_identity(request: web.Request, identity: str) -> None:
-    request.app[LIMITER_KEY].hit(f"account:{identity}:{_route_key(request)}",
+async def _limit_identity(request: web.Request, identity: str) -> None:
+    await request.app[LIMITER_KEY].hit(f"account:{identity}:{_route_key(request)}",
                                  auth_of(request).config.account_limit_per_minute)
 
 
@@ -125,21 +125,21 @@ def _session_cookies(request: web.Request, response: web.StreamResponse,
 
 async def sign_up(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.SignUp)
-    email = limit_email(request, body.email)
+    email = await limit_email(request, body.email)
     await accounts.sign_up(auth_of(request), email, body.password, ctx_of(request))
     return accepted()
 
 
 async def verify_email(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.TokenOnly)
-    limit_account(request, body.token)
+    await limit_account(request, body.token)
     await accounts.verify_email(auth_of(request), body.token, ctx_of(request))
     return json({"status": "verified"})
 
 
 async def login(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.Login)
-    email = limit_email(request, body.email)
+    email = await limit_email(request, body.email)
     result = await accounts.login(auth_of(request), email, body.password, ctx_of(request))
     if isinstance(result, str):
         return json({"mfa_required": True, "mfa_token": result})
@@ -148,7 +148,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def login_mfa(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.MfaLogin)
-    limit_account(request, body.mfa_token)
+    await limit_account(request, body.mfa_token)
     issued = await mfa.complete_login(auth_of(request), body.mfa_token, body.code,
                                       body.recovery_code, ctx_of(request))
     return token_response(request, issued)
@@ -160,7 +160,7 @@ async def refresh(request: web.Request) -> web.Response:
         token = (await parse_json(request, schemas.Refresh)).refresh_token or token
     if not token:
         raise Problem(401, "a refresh token is required", title="Unauthenticated")
-    limit_account(request, token)
+    await limit_account(request, token)
     return token_response(request, await sessions.refresh(auth_of(request), token,
                                                           ctx_of(request)))
 
@@ -226,7 +226,7 @@ async def revoke_other_sessions(request: web.Request) -> web.Response:
 async def reauth(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.Reauth)
     claims = claims_of(request)
-    limit_account(request, claims.sub)
+    await limit_account(request, claims.sub)
     token = await orgs.step_up(auth_of(request), claims, body.password, body.code,
                                ctx_of(request))
     return json({"access_token": token, "token_type": "Bearer",
@@ -265,14 +265,14 @@ async def disable_totp(request: web.Request) -> web.Response:
 
 async def forgot_password(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.EmailOnly)
-    email = limit_email(request, body.email)
+    email = await limit_email(request, body.email)
     await accounts.request_reset(auth_of(request), email, ctx_of(request))
     return accepted()
 
 
 async def reset_password(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.ResetPassword)
-    limit_account(request, body.token)
+    await limit_account(request, body.token)
     await accounts.reset_password(auth_of(request), body.token, body.new_password,
                                   ctx_of(request))
     return json({"status": "reset"})
@@ -296,7 +296,7 @@ async def change_email(request: web.Request) -> web.Response:
 
 async def confirm_email(request: web.Request) -> web.Response:
     body = await parse_json(request, schemas.TokenOnly)
-    limit_account(request, body.token)
+    await limit_account(request, body.token)
     await accounts.confirm_email_change(auth_of(request), body.token, ctx_of(request))
     return json({"status": "changed"})
 
@@ -376,7 +376,7 @@ async def sso_providers(request: web.Request) -> web.Response:
 
 async def sso_discover(request: web.Request) -> web.Response:
     query = parse_query(request, schemas.SsoDiscoverQuery)
-    email = limit_email(request, query.email)
+    email = await limit_email(request, query.email)
     found = await sso_orgs.discover(auth_of(request), email)
     if found is None:
         raise Problem(404, "no organisation signs in this email's domain through its SSO")
@@ -385,7 +385,7 @@ async def sso_discover(request: web.Request) -> web.Response:
 
 async def sso_start(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, schemas.SsoStartQuery)
-    _limit_ip(request)
+    await _limit_ip(request)
     started = await sso.start(auth_of(request), request.match_info["provider"], query.return_to)
     response = web.Response(status=302, headers={"Location": started.url,
                                                  "Cache-Control": "no-store"})
@@ -395,7 +395,7 @@ async def sso_start(request: web.Request) -> web.StreamResponse:
 
 async def sso_callback(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, schemas.SsoCallbackQuery)
-    _limit_ip(request)
+    await _limit_ip(request)
     params = {k: v for k, v in msgspec.structs.asdict(query).items() if v is not None}
     done = await sso.callback(auth_of(request), request.match_info["provider"], params,
                               request.cookies.get(sso.STATE_COOKIE), ctx_of(request))

@@ -30,6 +30,8 @@ class Stack:
     hibp_url: str | None = None
     # where the suite is reached (the gateway): auth's and tenant-api's mail links point there
     public_url: str | None = None
+    # where rate limits are counted (ARGUS_RATE_LIMIT_STORE); unset: the services' default, NATS
+    rate_limit_store: str | None = None
 
     def service_url(self, service: str) -> str:
         return f"http://{self.host}:{self.service_ports[service]}"
@@ -53,6 +55,8 @@ class Stack:
             "ARGUS_AUTH_URL": self.service_url("auth"),
             **self._breach_check(),
             **({"ARGUS_PUBLIC_URL": self.public_url} if self.public_url else {}),
+            **({"ARGUS_RATE_LIMIT_STORE": self.rate_limit_store}
+               if self.rate_limit_store else {}),
         }
 
     def _breach_check(self) -> dict[str, str]:
