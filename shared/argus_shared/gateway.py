@@ -26,7 +26,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +59,28 @@ HOP_BY_HOP = frozenset(
         "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length",
     )
 )
-UPSTREAMS_KEY = web.AppKey("upstreams", dict)
 RULES_KEY = web.AppKey("rules", GatewayRules)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 DOCUMENT_KEY = web.AppKey("openapi_document", dict)
 CHUNK = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Upstream:
+    """The replicas of one service, taken in turn; a replica that refuses the connection is
+    passed over for the next (nothing of the request was sent to it)."""
+
+    bases: tuple[str, ...]
+    turn: int = 0
+
+    def order(self) -> list[str]:
+        """Every replica, starting with the one whose turn it is."""
+        start, self.turn = self.turn, (self.turn + 1) % len(self.bases)
+        return [*self.bases[start:], *self.bases[:start]]
+
+
+UPSTREAMS_KEY = web.AppKey("upstreams", dict[str, Upstream])
 
 
 def problem(status: int, title: str, detail: str = "",
@@ -134,19 +150,24 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     limit = _BodyLimit(rules.max_body_bytes)
     body = _limited(request.content, limit) if request.body_exists else None
     session = request.app[SESSION_KEY]
-    try:
-        async with session.request(
-            request.method, URL(upstream + decision.target, encoded=True),
-            headers=forward_headers(request, rules, request_id), data=body,
-            allow_redirects=False, auto_decompress=False,
-            timeout=LONG_LIVED if rule.long_lived else session.timeout,
-        ) as upstream_response:
-            return await _relay_response(request, upstream_response)
-    except aiohttp.ClientConnectionError:
-        if limit.exceeded:
-            return problem(*TOO_LARGE)
-        log.warning("upstream unavailable", extra={"service": rule.service})
-        return problem(*UNAVAILABLE, f"{rule.service} is not answering")
+    for base in upstream.order():
+        try:
+            async with session.request(
+                request.method, URL(base + decision.target, encoded=True),
+                headers=forward_headers(request, rules, request_id), data=body,
+                allow_redirects=False, auto_decompress=False,
+                timeout=LONG_LIVED if rule.long_lived else session.timeout,
+            ) as upstream_response:
+                return await _relay_response(request, upstream_response)
+        except aiohttp.ClientConnectorError:
+            log.warning("replica refused the connection", extra={"service": rule.service})
+            continue  # not connected: nothing was sent, the next replica may answer
+        except aiohttp.ClientConnectionError:
+            if limit.exceeded:
+                return problem(*TOO_LARGE)
+            break
+    log.warning("upstream unavailable", extra={"service": rule.service})
+    return problem(*UNAVAILABLE, f"{rule.service} is not answering")
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -160,7 +181,8 @@ async def openapi_document(request: web.Request) -> web.Response:
         upstreams = request.app[UPSTREAMS_KEY]
         names = [s.name for s in rules.services if s.name in upstreams]
         found = await asyncio.gather(*(
-            _document_of(request.app[SESSION_KEY], upstreams[name]) for name in names))
+            _document_of(request.app[SESSION_KEY], upstreams[name].order()[0])
+            for name in names))
         missing = [name for name, doc in zip(names, found, strict=True) if doc is None]
         if missing:
             return problem(*UNAVAILABLE, f"{missing[0]} is not answering")
@@ -212,9 +234,10 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def create_gateway(services: Mapping[str, str], rules: GatewayRules = GATEWAY,
+def create_gateway(services: Mapping[str, str | Sequence[str]], rules: GatewayRules = GATEWAY,
                    document: Mapping[str, Any] | None = None) -> web.Application:
-    """`services`: service name -> base URL (`http://127.0.0.1:8101`); what goes where, and what
+    """`services`: service name -> base URL (`http://127.0.0.1:8101`), or the base URLs of its
+    replicas, taken round-robin; what goes where, and what
     is refused, comes from `rules` (the table nginx is rendered from). `document`: a fixed
     `/openapi.json` (what nginx serves) instead of the services' own documents merged."""
     ensure_logging("gateway")
@@ -223,7 +246,9 @@ def create_gateway(services: Mapping[str, str], rules: GatewayRules = GATEWAY,
     # target that is not a path) must not decide anything. Bodies stream through
     # request.content, never read whole.
     app = web.Application(middlewares=[_everything_to_proxy])
-    app[UPSTREAMS_KEY] = {name: url.rstrip("/") for name, url in services.items()}
+    app[UPSTREAMS_KEY] = {
+        name: Upstream(tuple(u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)))
+        for name, urls in services.items()}
     app[RULES_KEY] = rules
     if document is not None:
         app[DOCUMENT_KEY] = dict(document)

@@ -30,9 +30,9 @@ PASSWORD = "a long enough passphrase"
 STOP_DEADLINE = 20.0
 
 
-def free_ports() -> dict[str, int]:
+def free_ports(replicas: int = 1) -> dict[str, int]:
     base = free_port()
-    while not all(port_free(base + i) for i in range(len(SERVICES))):
+    while not all(port_free(base + i) for i in range(len(SERVICES) * replicas)):
         base = free_port()
     return {"gateway": free_port(), "base": base, "pg": free_port(), "nats": free_port()}
 
@@ -78,11 +78,12 @@ class RunningSuite:
 
 @asynccontextmanager
 async def argus_up(log: Path, env: dict[str, str] | None = None,
-                   prefix: str = "argus-up-") -> AsyncIterator[RunningSuite]:
+                   prefix: str = "argus-up-", replicas: int = 1) -> AsyncIterator[RunningSuite]:
     """A running `argus up` (its output in `log`); stopped (SIGTERM, else killed) afterwards."""
     directory = Path(tempfile.mkdtemp(prefix=prefix))
-    data_dir, ports = directory / "argus", free_ports()
-    proc = Proc.start(up_command(data_dir, ports), env or {}, log)
+    data_dir, ports = directory / "argus", free_ports(replicas)
+    extra = ["--replicas", str(replicas)] if replicas > 1 else []
+    proc = Proc.start([*up_command(data_dir, ports), *extra], env or {}, log)
     try:
         banner = await wait_for_banner(proc)
         yield RunningSuite(proc, data_dir, ports, banner)

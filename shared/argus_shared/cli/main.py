@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
                      default=env.int("ARGUS_SERVICE_PORT_BASE", 8101, 1, 65530),
                      help="first of five service ports (ARGUS_SERVICE_PORT_BASE; 8101)")
     _infra_ports(run, env)
+    run.add_argument("--replicas", type=int, default=env.int("ARGUS_REPLICAS", 1, 1, 8),
+                     choices=range(1, 9), metavar="N",
+                     help="processes of every service, taken in turn by the gateway "
+                     "(ARGUS_REPLICAS; 1)")
     run.add_argument("--archive", type=Path, default=env.str("ARGUS_WAL_ARCHIVE") or None,
                      help="archive WAL continuously into DIR/wal, sealed (ARGUS_WAL_ARCHIVE)")
     mig = commands.add_parser("migrate", help="create roles and schemas, apply migrations")

@@ -127,6 +127,13 @@ class ServiceSupervisor:
     restarts: int = 0
     state: str = "starting"  # starting, up, restarting
     changed: Callable[[ServiceSupervisor], None] | None = None
+    replica: int = 1  # which of the service's replicas (`--replicas`), from 1
+    port: int = 0  # where it listens (for `argus status`)
+
+    @property
+    def name(self) -> str:
+        """`auth` for the first replica, `auth-2` for the second, and so on."""
+        return self.service if self.replica == 1 else f"{self.service}-{self.replica}"
 
     def _become(self, state: str) -> None:
         self.state = state
@@ -174,13 +181,13 @@ class ServiceSupervisor:
                     return time.monotonic()
                 await pause(self.stop, READY_POLL)
         raise StartupError(
-            f"{self.service} not ready within {READY_TIMEOUT:.0f} s; giving up (log "
+            f"{self.name} not ready within {READY_TIMEOUT:.0f} s; giving up (log "
             f"{self.log_path}: {child.last_line()})"
         )
 
     def _now_ready(self, child: Child) -> None:
         if self.ready.is_set():
-            self.say(f"argus: {self.service} is back (pid {child.proc.pid})")
+            self.say(f"argus: {self.name} is back (pid {child.proc.pid})")
         self.ready.set()
         self._become("up")
 
@@ -188,13 +195,13 @@ class ServiceSupervisor:
         self.restarts += 1
         self._become("restarting")
         code = describe_exit(child.proc.returncode or 0)
-        self.say(f"argus: {self.service} exited ({code}); restarting in {delay:g} s "
+        self.say(f"argus: {self.name} exited ({code}); restarting in {delay:g} s "
                  f"(restart {self.restarts})")
         await pause(self.stop, delay)
 
     def _giving_up(self, child: Child, failures: int) -> str:
         code = describe_exit(child.proc.returncode or 0)
-        return (f"{self.service} exited {failures} times in a row before it was ready "
+        return (f"{self.name} exited {failures} times in a row before it was ready "
                 f"(last: {code}); giving up. Its log: {self.log_path} (last line: "
                 f"{child.last_line()})")
 

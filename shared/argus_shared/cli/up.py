@@ -41,7 +41,7 @@ DEV_WEBHOOK_NETS = "127.0.0.0/8,::1/128"
 def run(args: argparse.Namespace) -> None:
     data_dir: Path = args.data_dir.resolve()
     ports = {service: args.service_port_base + i for i, service in enumerate(SERVICES)}
-    for what, port in [("gateway", args.port), *ports.items()]:
+    for what, port in [("gateway", args.port), *replica_ports(ports, args.replicas)]:
         require_port(port, what)
     archive: Path | None = args.archive.resolve() if args.archive else None
     infra = Infrastructure.from_env(data_dir, args.pg_port, args.nats_port, archive=archive)
@@ -53,12 +53,23 @@ def run(args: argparse.Namespace) -> None:
         asyncio.run(migrate_all(infra))
         stack = Stack(infra.secrets, infra.database_url, infra.nats_url, ports,
                       public_url=public_url(args.port))
-        asyncio.run(_supervise(stack, args.port, data_dir, infra.notes))
+        asyncio.run(_supervise(stack, args.port, data_dir, infra.notes, args.replicas))
     finally:
         infra.stop()
         if sealer is not None:
             sealer.stop()
     print("argus: stopped", flush=True)
+
+
+def replica_port(first: int, replica: int) -> int:
+    """Replica 1 of a service on its own port; replica r five ports per replica above it."""
+    return first + (replica - 1) * len(SERVICES)
+
+
+def replica_ports(ports: Mapping[str, int], replicas: int) -> list[tuple[str, int]]:
+    """(`auth`, port), (`auth-2`, port) … for every service and replica."""
+    return [(service if r == 1 else f"{service}-{r}", replica_port(port, r))
+            for r in range(1, replicas + 1) for service, port in ports.items()]
 
 
 def public_url(gateway_port: int, environ: Mapping[str, str] = os.environ) -> str:
@@ -104,17 +115,20 @@ def _webhook_note(environ: Mapping[str, str] = os.environ) -> str | None:
     return None
 
 
-def _supervisors(stack: Stack, data_dir: Path, stop: asyncio.Event) -> list[ServiceSupervisor]:
+def _supervisors(stack: Stack, data_dir: Path, stop: asyncio.Event,
+                 replicas: int) -> list[ServiceSupervisor]:
     for directory in ("logs", "run"):
         (data_dir / directory).mkdir(parents=True, exist_ok=True)
-    return [
-        ServiceSupervisor(
-            service, service_environ(stack, service),
-            f"{stack.service_url(service)}/readyz", data_dir / "logs" / f"{service}.log",
-            data_dir / "run" / f"{service}.pid", stop,
-        )
-        for service in SERVICES
-    ]
+    made = []
+    for replica in range(1, replicas + 1):
+        for service in SERVICES:
+            port = replica_port(stack.service_ports[service], replica)
+            name = service if replica == 1 else f"{service}-{replica}"
+            made.append(ServiceSupervisor(
+                service, {**service_environ(stack, service), "ARGUS_PORT": str(port)},
+                f"http://{stack.host}:{port}/readyz", data_dir / "logs" / f"{name}.log",
+                data_dir / "run" / f"{name}.pid", stop, replica=replica, port=port))
+    return made
 
 
 class StateFile:
@@ -126,8 +140,7 @@ class StateFile:
         self.state = SuiteState(
             pid=os.getpid(), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
             gateway=f"http://127.0.0.1:{gateway_port}", gateway_port=gateway_port,
-            services={s.service: ServiceState(port=stack.service_ports[s.service])
-                      for s in supervisors},
+            services={s.name: ServiceState(port=s.port) for s in supervisors},
             postgresql=without_credentials(stack.database_url),
             nats=without_credentials(stack.nats_url), mailbox=str(stack.mailbox),
             logs=str(data_dir / "logs"),
@@ -140,8 +153,8 @@ class StateFile:
         if self.removed:
             return
         child = supervisor.child
-        self.state.services[supervisor.service] = ServiceState(
-            port=self.state.services[supervisor.service].port,
+        self.state.services[supervisor.name] = ServiceState(
+            port=self.state.services[supervisor.name].port,
             pid=child.proc.pid if child is not None and supervisor.state != "restarting"
             else None,
             state=supervisor.state, restarts=supervisor.restarts,
@@ -178,21 +191,29 @@ async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
         task.result()
 
 
-async def _start_gateway(stack: Stack, port: int) -> web.AppRunner:
-    gateway = create_gateway({s: stack.service_url(s) for s in SERVICES})
+async def _start_gateway(stack: Stack, port: int, replicas: int) -> web.AppRunner:
+    gateway = create_gateway({
+        s: [f"http://{stack.host}:{replica_port(stack.service_ports[s], r)}"
+            for r in range(1, replicas + 1)]
+        for s in SERVICES})
     runner = web.AppRunner(gateway, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner
 
 
-def _banner(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str]) -> str:
+def _banner(stack: Stack, gateway_port: int, log_dir: Path, notes: list[str],
+            replicas: int = 1) -> str:
     prefixes = " ".join(f"/{p}" for p in GATEWAY_PREFIXES)
     lines = [
         "Argus is up.",
         f"  gateway     http://127.0.0.1:{gateway_port}  ({prefixes}, /.well-known/jwks.json)",
         *(f"  {s:<11} {stack.service_url(s)}  (/healthz /readyz /metrics /openapi.json)"
           for s in SERVICES),
+        *([f"  replicas    {replicas} of each service, ports "
+           f"{stack.service_ports[SERVICES[0]]}-"
+           f"{replica_port(stack.service_ports[SERVICES[-1]], replicas)}; the gateway takes "
+           f"them in turn"] if replicas > 1 else []),
         *(f"  {note}" for note in notes),
         f"  mailbox     {stack.mailbox}  (development mail, one .eml per message)",
         f"  secrets     {stack.secrets.directory}",
@@ -209,14 +230,15 @@ def _status_command(data_dir: Path, environ: Mapping[str, str] = os.environ) -> 
     return "argus status" if data_dir == default else f"argus --data-dir {data_dir} status"
 
 
-async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: list[str]) -> None:
+async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: list[str],
+                     replicas: int = 1) -> None:
     """Run the services (each restarted when it exits) and the gateway until a signal, or until
     a service keeps failing at start-up; then stop the gateway and the services."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    supervisors = _supervisors(stack, data_dir, stop)
+    supervisors = _supervisors(stack, data_dir, stop, replicas)
     state = StateFile(stack, gateway_port, data_dir, supervisors)
     state.write()
     tasks = [asyncio.create_task(s.run(), name=f"supervise {s.service}") for s in supervisors]
@@ -225,9 +247,9 @@ async def _supervise(stack: Stack, gateway_port: int, data_dir: Path, notes: lis
         await _race(stop, _all_ready(supervisors, tasks))
         if stop.is_set():
             return
-        runner = await _start_gateway(stack, gateway_port)
+        runner = await _start_gateway(stack, gateway_port, replicas)
         state.all_up()
-        print(_banner(stack, gateway_port, data_dir / "logs", notes), flush=True)
+        print(_banner(stack, gateway_port, data_dir / "logs", notes, replicas), flush=True)
         await _race(stop, _first_failure(tasks))
     finally:
         state.remove()
